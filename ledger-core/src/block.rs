@@ -1,0 +1,223 @@
+//! Blocks, headers, commit certificates and ledger leaves: the structures validators vote on and
+//! courts verify. Executing blocks lives in `execute`.
+
+use crate::crypto::{verify_batch, Digest, PublicKey, Signature, SignedMessage};
+use crate::encoding::{self, DecodeError};
+use crate::genesis::{is_quorum, total_power, Validator};
+use crate::merkle::leaf_hash;
+use crate::tx::SignedTx;
+use crate::vote::{Vote, VoteType};
+use bincode::{Decode, Encode};
+use serde::{Deserialize, Serialize};
+
+/// A block header. Its hash (SHA-256 of its canonical encoding) is what validators vote on.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct BlockHeader {
+    /// The chain.
+    pub chain_id: String,
+    /// Height, from 1.
+    pub height: u64,
+    /// The proposer's time, Unix milliseconds; strictly later than the previous block's.
+    pub time_ms: u64,
+    /// The previous block's hash; for height 1, the genesis hash.
+    pub prev_block_hash: Digest,
+    /// How many transactions the block carries.
+    pub tx_count: u32,
+    /// RFC 9162 root over this block's transactions (leaf data: each encoded signed transaction).
+    pub tx_root: Digest,
+    /// RFC 9162 root of the ledger-wide tree over every committed [`LedgerLeaf`] so far.
+    pub ledger_root: Digest,
+    /// How many leaves that tree holds.
+    pub ledger_size: u64,
+    /// Root of the state map after this block.
+    pub state_root: Digest,
+    /// Hash of the validator set that decides this block.
+    pub validator_set_hash: Digest,
+    /// Hash of the validator set that decides the next block.
+    pub next_validator_set_hash: Digest,
+    /// The proposer's consensus key.
+    pub proposer: PublicKey,
+    /// Hash of the commit certificate for the previous block that this block carries; `None` at
+    /// height 1.
+    pub last_commit_hash: Option<Digest>,
+}
+
+impl BlockHeader {
+    /// The block hash.
+    pub fn hash(&self) -> Digest {
+        Digest::sha256(&encoding::encode(self))
+    }
+}
+
+/// One validator's precommit signature in a certificate.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct CommitSignature {
+    /// The validator's consensus key.
+    pub validator: PublicKey,
+    /// Its signature over the precommit's [`Vote::sign_bytes`].
+    pub signature: Signature,
+}
+
+/// The precommits that decided a block: valid with more than two thirds of the voting power of
+/// that height's validator set.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct CommitCertificate {
+    /// Height of the decided block.
+    pub height: u64,
+    /// Round in which it was decided.
+    pub round: u32,
+    /// The decided block's hash.
+    pub block_hash: Digest,
+    /// Precommit signatures, sorted by validator key, each validator once.
+    pub signatures: Vec<CommitSignature>,
+}
+
+/// Why a commit certificate does not prove a block.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CertificateError {
+    /// It certifies another height or block.
+    #[error("certificate is for height {got_height} block {got_hash}, expected height {height} block {hash}")]
+    WrongBlock {
+        /// Expected height.
+        height: u64,
+        /// Expected block hash.
+        hash: Digest,
+        /// Certified height.
+        got_height: u64,
+        /// Certified hash.
+        got_hash: Digest,
+    },
+    /// Signatures unsorted or repeated.
+    #[error("certificate signatures must be sorted by validator key, each validator once")]
+    UnsortedSignatures,
+    /// A signer is not in the validator set.
+    #[error("certificate signer {0} is not in the validator set")]
+    UnknownValidator(PublicKey),
+    /// A signature does not verify.
+    #[error("certificate signature by {0} does not verify")]
+    BadSignature(PublicKey),
+    /// Not enough voting power signed.
+    #[error(
+        "certificate carries {signed} of {total} voting power; more than two thirds is needed"
+    )]
+    NoQuorum {
+        /// Power that signed.
+        signed: u64,
+        /// Total power.
+        total: u64,
+    },
+}
+
+impl CommitCertificate {
+    /// Checks that the certificate proves block `hash` at `height` under `validators`.
+    pub fn verify(
+        &self,
+        chain_id: &str,
+        height: u64,
+        hash: &Digest,
+        validators: &[Validator],
+    ) -> Result<(), CertificateError> {
+        if self.height != height || &self.block_hash != hash {
+            return Err(CertificateError::WrongBlock {
+                height,
+                hash: *hash,
+                got_height: self.height,
+                got_hash: self.block_hash,
+            });
+        }
+        if !self
+            .signatures
+            .windows(2)
+            .all(|pair| pair[0].validator < pair[1].validator)
+        {
+            return Err(CertificateError::UnsortedSignatures);
+        }
+        let message = self.precommit_for(chain_id).sign_bytes();
+        let mut signed_power = 0u64;
+        let mut items = Vec::with_capacity(self.signatures.len());
+        for entry in &self.signatures {
+            let validator = validators
+                .iter()
+                .find(|v| v.key == entry.validator)
+                .ok_or(CertificateError::UnknownValidator(entry.validator))?;
+            signed_power += validator.power;
+            items.push(SignedMessage {
+                signer: entry.validator,
+                message: &message,
+                signature: entry.signature,
+            });
+        }
+        let total = total_power(validators);
+        if !is_quorum(signed_power, total) {
+            return Err(CertificateError::NoQuorum {
+                signed: signed_power,
+                total,
+            });
+        }
+        verify_batch(&items).map_err(|error| match error {
+            crate::crypto::CryptoError::BadSignature { signer }
+            | crate::crypto::CryptoError::WeakKey { key: signer } => {
+                CertificateError::BadSignature(signer)
+            }
+        })?;
+        Ok(())
+    }
+
+    /// The precommit every signature in this certificate signs.
+    pub fn precommit_for(&self, chain_id: &str) -> Vote {
+        Vote {
+            vote_type: VoteType::Precommit,
+            chain_id: chain_id.to_owned(),
+            height: self.height,
+            round: self.round,
+            block_hash: Some(self.block_hash),
+        }
+    }
+
+    /// The certificate's hash, as carried in the next header's `last_commit_hash`.
+    pub fn hash(&self) -> Digest {
+        Digest::sha256(&encoding::encode(self))
+    }
+}
+
+/// A block: header, the certificate of the previous block, and the transactions.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct Block {
+    /// The header.
+    pub header: BlockHeader,
+    /// The previous block's commit certificate (`None` at height 1).
+    pub last_commit: Option<CommitCertificate>,
+    /// The transactions, in execution order.
+    pub txs: Vec<SignedTx>,
+}
+
+impl Block {
+    /// Canonical bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        encoding::encode(self)
+    }
+
+    /// Strict decoding.
+    pub fn decode(bytes: &[u8]) -> Result<Block, DecodeError> {
+        encoding::decode(bytes, "block")
+    }
+}
+
+/// A leaf of the ledger-wide tree: a committed transaction with the height and time of the
+/// block that committed it, so that a receipt proves when it happened.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct LedgerLeaf {
+    /// Height of the committing block.
+    pub height: u64,
+    /// Time of the committing block, Unix milliseconds.
+    pub time_ms: u64,
+    /// The transaction.
+    pub tx: SignedTx,
+}
+
+impl LedgerLeaf {
+    /// The RFC 9162 leaf hash of this leaf's canonical encoding.
+    pub fn leaf_hash(&self) -> Digest {
+        leaf_hash(&encoding::encode(self))
+    }
+}

@@ -1,0 +1,436 @@
+//! Executing blocks on a throw-away view of the state.
+//!
+//! The proposer builds a block with [`BlockBuilder`], leaving out transactions the rules refuse;
+//! every other validator runs [`execute_block`], which refuses the whole block if any
+//! transaction fails or any header field differs from what execution produced. Either way the
+//! result is an [`ExecutedBlock`]: the block plus the writes the node commits in one database
+//! transaction. Nothing is written before that, so a refused block leaves no trace.
+
+use crate::block::{Block, BlockHeader, CertificateError, CommitCertificate, LedgerLeaf};
+use crate::crypto::{Digest, PublicKey};
+use crate::genesis::{validator_set_hash, Genesis};
+use crate::merkle::{leaf_hash, CompletedNode, LedgerFrontier};
+use crate::rejection::{Rejection, TxError};
+use crate::rules::{apply_tx, prune_expired_ids, BlockContext, VerifiedTx};
+use crate::state::{
+    chain_record, ledger_head, ChainRecord, LedgerHead, Overlay, PartyRecord, StateKey, StateRead,
+    ValidatorSchedule, ValidatorSetEntry, WriteSet,
+};
+use crate::state_tree::{StateTree, StateTreeUpdate, TreeReader};
+use crate::storage::StorageError;
+
+/// Why a block cannot be built or is invalid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BlockError {
+    /// The block does not follow the last committed one.
+    #[error("block height {got} does not follow committed height {committed}")]
+    WrongHeight {
+        /// The committed height.
+        committed: u64,
+        /// The block's height.
+        got: u64,
+    },
+    /// Block time does not move forward.
+    #[error("block time {got} ms is not after the previous block's {previous} ms")]
+    TimeNotIncreasing {
+        /// The previous block's time.
+        previous: u64,
+        /// This block's time.
+        got: u64,
+    },
+    /// A transaction in a proposed block is refused.
+    #[error("transaction {index} ({id}) is invalid: {error}")]
+    InvalidTransaction {
+        /// Its position in the block.
+        index: usize,
+        /// Its id.
+        id: Digest,
+        /// The refusal.
+        error: Rejection,
+    },
+    /// A block limit is exceeded.
+    #[error("block exceeds its limit of {max} {what}")]
+    TooLarge {
+        /// Which limit.
+        what: &'static str,
+        /// The limit.
+        max: u64,
+    },
+    /// A header field differs from what executing the block produced.
+    #[error("header field {field} does not match execution")]
+    HeaderMismatch {
+        /// The field.
+        field: &'static str,
+    },
+    /// The previous block's certificate is missing, superfluous or invalid.
+    #[error("last commit: {0}")]
+    LastCommit(String),
+    /// The carried certificate is invalid.
+    #[error("last commit certificate: {0}")]
+    Certificate(#[from] CertificateError),
+    /// Storage failed; the node must stop, not decide.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// The committed block before the one being executed, as the executor needs it.
+#[derive(Clone, Debug)]
+pub struct Parent {
+    /// The previous block's hash (the genesis hash before height 1).
+    pub hash: Digest,
+    /// The previous block's certificate, to carry in this block (`None` before height 1).
+    pub certificate: Option<CommitCertificate>,
+}
+
+/// A block together with everything its commit writes.
+#[derive(Debug)]
+pub struct ExecutedBlock {
+    /// The block.
+    pub block: Block,
+    /// The state tree's new nodes and values.
+    pub state_update: StateTreeUpdate,
+    /// Ledger-tree subtrees completed by this block, for serving inclusion proofs.
+    pub ledger_nodes: Vec<CompletedNode>,
+    /// The ledger leaves appended, in order; the first has index `header.ledger_size - len`.
+    pub leaves: Vec<LedgerLeaf>,
+}
+
+/// Builds a block transaction by transaction on top of committed state.
+pub struct BlockBuilder<'a> {
+    overlay: Overlay<'a>,
+    ctx: BlockContext,
+    chain: ChainRecord,
+    frontier: LedgerFrontier,
+    ledger_nodes: Vec<CompletedNode>,
+    tx_frontier: LedgerFrontier,
+    leaves: Vec<LedgerLeaf>,
+    bytes: u64,
+}
+
+impl<'a> BlockBuilder<'a> {
+    /// Starts block `ctx.height` on `state`, which must be the state after height `ctx.height-1`.
+    pub fn new(
+        state: &'a dyn StateRead,
+        ctx: BlockContext,
+    ) -> Result<BlockBuilder<'a>, BlockError> {
+        let mut overlay = Overlay::new(state);
+        let chain = chain_record(&overlay)?;
+        let head = ledger_head(&overlay)?;
+        if ctx.height != head.height + 1 {
+            return Err(BlockError::WrongHeight {
+                committed: head.height,
+                got: ctx.height,
+            });
+        }
+        if ctx.time_ms <= head.time_ms {
+            return Err(BlockError::TimeNotIncreasing {
+                previous: head.time_ms,
+                got: ctx.time_ms,
+            });
+        }
+        prune_expired_ids(&mut overlay, ctx.height).map_err(storage_only)?;
+        Ok(BlockBuilder {
+            overlay,
+            ctx,
+            chain,
+            frontier: head.frontier,
+            ledger_nodes: Vec::new(),
+            tx_frontier: LedgerFrontier::empty(),
+            leaves: Vec::new(),
+            bytes: 0,
+        })
+    }
+
+    /// Applies one transaction. A refused transaction leaves the block as it was; a full block
+    /// answers `Ok(false)` and the transaction waits for the next one.
+    pub fn push(&mut self, vtx: &VerifiedTx) -> Result<bool, TxError> {
+        let encoded = vtx.tx().encode();
+        let params = &self.chain.params;
+        let over_count = self.leaves.len() as u64 >= u64::from(params.block_txs_max);
+        let over_bytes = self.bytes + encoded.len() as u64 > u64::from(params.block_bytes_max);
+        if over_count || over_bytes {
+            return Ok(false);
+        }
+        apply_tx(&mut self.overlay, self.ctx, vtx)?;
+        let leaf = LedgerLeaf {
+            height: self.ctx.height,
+            time_ms: self.ctx.time_ms,
+            tx: vtx.tx().clone(),
+        };
+        self.ledger_nodes
+            .extend(self.frontier.append(leaf.leaf_hash()));
+        self.tx_frontier.append(leaf_hash(&encoded));
+        self.leaves.push(leaf);
+        self.bytes += encoded.len() as u64;
+        Ok(true)
+    }
+
+    /// How many transactions the block holds so far.
+    pub fn len(&self) -> usize {
+        self.leaves.len()
+    }
+
+    /// Whether the block holds no transactions yet.
+    pub fn is_empty(&self) -> bool {
+        self.leaves.is_empty()
+    }
+
+    /// Finishes the block: writes the new ledger head, computes the state root and the header.
+    pub fn finish<R: TreeReader>(
+        mut self,
+        state: &StateTree<'_, R>,
+        proposer: PublicKey,
+        parent: Parent,
+    ) -> Result<ExecutedBlock, BlockError> {
+        let schedule: ValidatorSchedule = self
+            .overlay
+            .get(&StateKey::ValidatorSchedule)?
+            .ok_or_else(|| StorageError("validator schedule missing from state".into()))?;
+        let head = LedgerHead {
+            height: self.ctx.height,
+            time_ms: self.ctx.time_ms,
+            frontier: self.frontier.clone(),
+        };
+        self.overlay.put(&StateKey::LedgerHead, &head);
+        let (state_root, state_update) = state.apply(self.overlay.writes(), self.ctx.height)?;
+        let header = BlockHeader {
+            chain_id: self.chain.chain_id.clone(),
+            height: self.ctx.height,
+            time_ms: self.ctx.time_ms,
+            prev_block_hash: parent.hash,
+            tx_count: u32::try_from(self.leaves.len()).expect("block_txs_max is a u32"),
+            tx_root: self.tx_frontier.root(),
+            ledger_root: self.frontier.root(),
+            ledger_size: self.frontier.size(),
+            state_root,
+            validator_set_hash: set_hash_at(&schedule, self.ctx.height)?,
+            next_validator_set_hash: set_hash_at(&schedule, self.ctx.height + 1)?,
+            proposer,
+            last_commit_hash: parent.certificate.as_ref().map(CommitCertificate::hash),
+        };
+        let txs = self.leaves.iter().map(|leaf| leaf.tx.clone()).collect();
+        let block = Block {
+            header,
+            last_commit: parent.certificate,
+            txs,
+        };
+        Ok(ExecutedBlock {
+            block,
+            state_update,
+            ledger_nodes: self.ledger_nodes,
+            leaves: self.leaves,
+        })
+    }
+}
+
+fn storage_only(error: TxError) -> BlockError {
+    match error {
+        TxError::Storage(error) => BlockError::Storage(error),
+        TxError::Rejected(rejection) => {
+            unreachable!("pruning applies no rule, yet refused: {rejection}")
+        }
+    }
+}
+
+fn set_hash_at(schedule: &ValidatorSchedule, height: u64) -> Result<Digest, StorageError> {
+    schedule
+        .set_at(height)
+        .map(validator_set_hash)
+        .ok_or_else(|| StorageError(format!("validator schedule has no set for height {height}")))
+}
+
+/// Re-executes a proposed or synced block on `state` and checks that it is exactly the block
+/// execution produces: every transaction valid, every header field equal, and the carried
+/// certificate proving the parent under the parent's validator set. `txs` are the block's
+/// transactions with their signatures already checked (batched, or reused from the mempool).
+pub fn execute_block<R: TreeReader>(
+    state: &StateTree<'_, R>,
+    block: &Block,
+    txs: &[VerifiedTx],
+    parent_hash: Digest,
+) -> Result<ExecutedBlock, BlockError> {
+    assert_eq!(
+        txs.len(),
+        block.txs.len(),
+        "every transaction of the block is verified"
+    );
+    let header = &block.header;
+    check_last_commit(state, block, parent_hash)?;
+    let ctx = BlockContext {
+        height: header.height,
+        time_ms: header.time_ms,
+    };
+    let mut builder = BlockBuilder::new(state, ctx)?;
+    for (index, (vtx, tx)) in txs.iter().zip(&block.txs).enumerate() {
+        assert_eq!(
+            vtx.tx(),
+            tx,
+            "verified transaction {index} is the block's transaction"
+        );
+        let invalid = |error| BlockError::InvalidTransaction {
+            index,
+            id: vtx.id(),
+            error,
+        };
+        match builder.push(vtx) {
+            Ok(true) => {}
+            Ok(false) => return Err(block_limit(&builder.chain)),
+            Err(TxError::Rejected(rejection)) => return Err(invalid(rejection)),
+            Err(TxError::Storage(error)) => return Err(error.into()),
+        }
+    }
+    let parent = Parent {
+        hash: parent_hash,
+        certificate: block.last_commit.clone(),
+    };
+    let executed = builder.finish(state, header.proposer, parent)?;
+    compare_headers(header, &executed.block.header)?;
+    Ok(executed)
+}
+
+fn block_limit(chain: &ChainRecord) -> BlockError {
+    BlockError::TooLarge {
+        what: "transactions or bytes",
+        max: u64::from(chain.params.block_txs_max),
+    }
+}
+
+fn check_last_commit<R: TreeReader>(
+    state: &StateTree<'_, R>,
+    block: &Block,
+    parent_hash: Digest,
+) -> Result<(), BlockError> {
+    let header = &block.header;
+    if header.prev_block_hash != parent_hash {
+        return Err(BlockError::HeaderMismatch {
+            field: "prev_block_hash",
+        });
+    }
+    let Some(certificate) = &block.last_commit else {
+        return match header.height {
+            1 => Ok(()),
+            _ => Err(BlockError::LastCommit(
+                "missing for a block above height 1".into(),
+            )),
+        };
+    };
+    if header.height == 1 {
+        return Err(BlockError::LastCommit(
+            "block 1 has no previous block to certify".into(),
+        ));
+    }
+    let overlay = Overlay::new(state);
+    let chain = chain_record(&overlay)?;
+    let schedule: ValidatorSchedule = overlay
+        .get(&StateKey::ValidatorSchedule)?
+        .ok_or_else(|| StorageError("validator schedule missing from state".into()))?;
+    let previous = header.height - 1;
+    let validators = schedule
+        .set_at(previous)
+        .ok_or_else(|| StorageError(format!("no validator set for height {previous}")))?;
+    certificate.verify(&chain.chain_id, previous, &parent_hash, validators)?;
+    Ok(())
+}
+
+fn compare_headers(proposed: &BlockHeader, executed: &BlockHeader) -> Result<(), BlockError> {
+    let fields: [(&'static str, bool); 13] = [
+        ("chain_id", proposed.chain_id == executed.chain_id),
+        ("height", proposed.height == executed.height),
+        ("time_ms", proposed.time_ms == executed.time_ms),
+        (
+            "prev_block_hash",
+            proposed.prev_block_hash == executed.prev_block_hash,
+        ),
+        ("tx_count", proposed.tx_count == executed.tx_count),
+        ("tx_root", proposed.tx_root == executed.tx_root),
+        ("ledger_root", proposed.ledger_root == executed.ledger_root),
+        ("ledger_size", proposed.ledger_size == executed.ledger_size),
+        ("state_root", proposed.state_root == executed.state_root),
+        (
+            "validator_set_hash",
+            proposed.validator_set_hash == executed.validator_set_hash,
+        ),
+        (
+            "next_validator_set_hash",
+            proposed.next_validator_set_hash == executed.next_validator_set_hash,
+        ),
+        ("proposer", proposed.proposer == executed.proposer),
+        (
+            "last_commit_hash",
+            proposed.last_commit_hash == executed.last_commit_hash,
+        ),
+    ];
+    match fields.iter().find(|(_, equal)| !equal) {
+        Some((field, _)) => Err(BlockError::HeaderMismatch { field }),
+        None => {
+            assert_eq!(proposed, executed, "headers equal field by field are equal");
+            Ok(())
+        }
+    }
+}
+
+/// The genesis state's writes: chain record, founding organisations, the first validator set,
+/// and an empty ledger head at height 0 and the genesis time.
+pub fn genesis_writes(genesis: &Genesis) -> WriteSet {
+    let mut overlay = Overlay::new(&EMPTY_STATE);
+    let chain = ChainRecord {
+        chain_id: genesis.chain_id.clone(),
+        genesis_hash: genesis.hash(),
+        params: genesis.params.clone(),
+    };
+    overlay.put(&StateKey::Chain, &chain);
+    let head = LedgerHead {
+        height: 0,
+        time_ms: genesis.genesis_time_ms,
+        frontier: LedgerFrontier::empty(),
+    };
+    overlay.put(&StateKey::LedgerHead, &head);
+    let schedule = ValidatorSchedule {
+        entries: vec![ValidatorSetEntry {
+            from_height: 1,
+            validators: genesis.validators.clone(),
+        }],
+    };
+    overlay.put(&StateKey::ValidatorSchedule, &schedule);
+    for org in &genesis.organisations {
+        let record = PartyRecord {
+            party: org.party.clone(),
+            name: org.name.clone(),
+            role: org.role,
+            key: org.key,
+            id_document_hash: None,
+            active: true,
+            pledges_taken: 0,
+        };
+        crate::rules::write_party(&mut overlay, &record);
+    }
+    overlay.take_writes()
+}
+
+/// Builds the genesis state (version 0) after checking the genesis document.
+pub fn execute_genesis<R: TreeReader>(
+    empty: &StateTree<'_, R>,
+    genesis: &Genesis,
+) -> Result<(Digest, StateTreeUpdate), GenesisBuildError> {
+    genesis.validate()?;
+    Ok(empty.apply(&genesis_writes(genesis), 0)?)
+}
+
+/// Why the genesis state could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GenesisBuildError {
+    /// The document is inconsistent.
+    #[error(transparent)]
+    Invalid(#[from] crate::genesis::GenesisError),
+    /// Storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+struct EmptyState;
+static EMPTY_STATE: EmptyState = EmptyState;
+impl crate::state::StateRead for EmptyState {
+    fn get_raw(&self, _key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(None)
+    }
+}

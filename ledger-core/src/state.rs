@@ -1,0 +1,522 @@
+//! The ledger state: typed keys, the records stored under them, and a read-through overlay that
+//! collects one block's writes.
+//!
+//! Keys are the canonical encoding of [`StateKey`]; values the canonical encoding of the record
+//! type each key names. The state tree (`state_tree`) authenticates the whole map, so a client
+//! can check any record against a certified header.
+
+use crate::crypto::{Digest, PublicKey};
+use crate::encoding;
+use crate::genesis::{ChainParams, Validator};
+use crate::merkle::LedgerFrontier;
+use crate::storage::StorageError;
+use crate::tx::TxId;
+use crate::types::{AssetId, EvidenceKind, Money, PartyId, RightKind, Role, WorkKind};
+use crate::vote::{SignedVote, VoteType};
+use bincode::{Decode, Encode};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The most active pledges one asset may carry at once.
+pub const ACTIVE_PLEDGES_PER_ASSET_MAX: usize = 16;
+/// The most licences one asset may carry (expired ones included; they are history).
+pub const LICENCES_PER_ASSET_MAX: usize = 256;
+/// How many past validator sets the state keeps, to check misbehaviour evidence.
+pub const VALIDATOR_SET_HISTORY_MAX: usize = 64;
+
+/// Every key of the state map. The variant tag comes first in the encoding, so key kinds never
+/// collide.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Encode, Decode, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StateKey {
+    /// The chain's identity and limits → [`ChainRecord`].
+    Chain,
+    /// The last block's height, time and ledger-tree frontier → [`LedgerHead`].
+    LedgerHead,
+    /// Validator sets in force and scheduled → [`ValidatorSchedule`].
+    ValidatorSchedule,
+    /// A party → [`PartyRecord`].
+    Party(PartyId),
+    /// A signing key → the [`PartyId`] that holds it.
+    PartyByKey(PublicKey),
+    /// An asset → [`AssetRecord`].
+    Asset(AssetId),
+    /// The n-th event (from 0) in an asset's history → [`HistoryEntry`].
+    AssetHistory(AssetId, u64),
+    /// A pledge, by its registration transaction id → [`PledgeRecord`].
+    Pledge(TxId),
+    /// The n-th pledge (from 0) a bank took → its [`TxId`].
+    PledgeByBank(PartyId, u64),
+    /// Evidence by its hash → [`EvidenceRecord`].
+    Evidence(Digest),
+    /// A committed transaction id → its `valid_until` (kept until it expires, to refuse replays).
+    SeenTx(TxId),
+    /// How many committed ids expire after a height → `u64`.
+    ExpiryCount(u64),
+    /// The n-th id (from 0) expiring after a height → its [`TxId`].
+    ExpiryEntry(u64, u64),
+    /// A recorded double vote → [`MisbehaviourRecord`].
+    Misbehaviour {
+        /// The validator's key.
+        validator: PublicKey,
+        /// Height of the conflicting votes.
+        height: u64,
+        /// Round of the conflicting votes.
+        round: u32,
+        /// Type of the conflicting votes.
+        vote_type: VoteType,
+    },
+}
+
+impl StateKey {
+    /// The key's bytes in the state map.
+    pub fn encode(&self) -> Vec<u8> {
+        encoding::encode(self)
+    }
+}
+
+/// The chain's identity and limits, written once from the genesis.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct ChainRecord {
+    /// The chain id every transaction and vote must carry.
+    pub chain_id: String,
+    /// The genesis hash.
+    pub genesis_hash: Digest,
+    /// Ledger limits.
+    pub params: ChainParams,
+}
+
+/// The last committed block as the state sees it, plus the ledger-wide tree's frontier, so that
+/// executing a block needs nothing but state.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct LedgerHead {
+    /// Height of the last block (0 for genesis).
+    pub height: u64,
+    /// Its time, Unix milliseconds.
+    pub time_ms: u64,
+    /// The ledger-wide tree over every committed transaction.
+    pub frontier: LedgerFrontier,
+}
+
+/// One entry of the validator schedule.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct ValidatorSetEntry {
+    /// The first height this set decides.
+    pub from_height: u64,
+    /// The set, sorted by key.
+    pub validators: Vec<Validator>,
+}
+
+/// The validator sets: past ones (bounded), the current one, and at most one scheduled change.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct ValidatorSchedule {
+    /// Sets in order of `from_height`; the last one whose `from_height` is at most a height is
+    /// the set for that height. At most one entry lies in the future.
+    pub entries: Vec<ValidatorSetEntry>,
+}
+
+impl ValidatorSchedule {
+    /// The set that decides `height`, if the schedule still remembers it.
+    pub fn set_at(&self, height: u64) -> Option<&[Validator]> {
+        self.entries
+            .iter()
+            .rev()
+            .find(|e| e.from_height <= height)
+            .map(|e| e.validators.as_slice())
+    }
+
+    /// Whether a change is already scheduled after `height`.
+    pub fn has_pending_after(&self, height: u64) -> bool {
+        self.entries.last().is_some_and(|e| e.from_height > height)
+    }
+}
+
+/// A party: an organisation or an enrolled rights holder.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct PartyRecord {
+    /// Its identifier.
+    pub party: PartyId,
+    /// Display name.
+    pub name: String,
+    /// What it may do.
+    pub role: Role,
+    /// Its current signing key.
+    pub key: PublicKey,
+    /// For rights holders: SHA-256 of the identity document checked at enrolment.
+    pub id_document_hash: Option<Digest>,
+    /// False once removed by governance; a removed party signs nothing.
+    pub active: bool,
+    /// How many pledges it took as pledgee (the length of its `PledgeByBank` list).
+    pub pledges_taken: u64,
+}
+
+/// Where and when something was recorded.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct Recorded {
+    /// Block height.
+    pub height: u64,
+    /// Block time, Unix milliseconds.
+    pub time_ms: u64,
+    /// The transaction that recorded it.
+    pub tx: TxId,
+}
+
+/// What kind of asset, with its descriptive fields.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AssetDetails {
+    /// A copyright work.
+    Work {
+        /// Title.
+        title: String,
+        /// Kind of work.
+        kind: WorkKind,
+        /// Authors.
+        authors: Vec<String>,
+    },
+    /// A patent or trademark.
+    Right {
+        /// Patent, utility model, design patent or trademark.
+        kind: RightKind,
+        /// Title of the patent or the mark.
+        title: String,
+    },
+}
+
+/// A licence on an asset.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct Licence {
+    /// Who may use the asset.
+    pub licensee: PartyId,
+    /// Whether no other licence may overlap its term.
+    pub exclusive: bool,
+    /// Start of the term, Unix milliseconds, inclusive.
+    pub start_ms: u64,
+    /// End of the term, Unix milliseconds, exclusive.
+    pub end_ms: u64,
+    /// The granting transaction.
+    pub tx: TxId,
+}
+
+impl Licence {
+    /// Whether two licence terms share any instant and at least one is exclusive.
+    pub fn conflicts_with(&self, exclusive: bool, start_ms: u64, end_ms: u64) -> bool {
+        let overlap = self.start_ms < end_ms && start_ms < self.end_ms;
+        overlap && (self.exclusive || exclusive)
+    }
+}
+
+/// A court's freeze on an asset.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct Freeze {
+    /// The freezing court.
+    pub court: PartyId,
+    /// Its case reference.
+    pub case_ref: String,
+    /// When it was recorded.
+    pub recorded: Recorded,
+}
+
+/// An IP asset and everything that encumbers it.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct AssetRecord {
+    /// The asset.
+    pub asset: AssetId,
+    /// Its owner; exactly one at any time.
+    pub owner: PartyId,
+    /// Who registered it first (first to file wins).
+    pub registrant: PartyId,
+    /// Descriptive fields.
+    pub details: AssetDetails,
+    /// When it was registered or recorded, and by whom (the first filer).
+    pub registered: Recorded,
+    /// Active pledges in rank order (rank 1 first).
+    pub active_pledges: Vec<TxId>,
+    /// Licences granted.
+    pub licences: Vec<Licence>,
+    /// The freeze in force, if any.
+    pub freeze: Option<Freeze>,
+    /// How many history entries the asset has (`AssetHistory(asset, 0..history_len)`).
+    pub history_len: u64,
+}
+
+/// One event in an asset's history.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// When and by which transaction.
+    pub recorded: Recorded,
+    /// What happened.
+    pub event: AssetEvent,
+}
+
+/// Things that happen to an asset.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AssetEvent {
+    /// Registered (work) or recorded (patent, trademark) with its first owner.
+    Registered {
+        /// The first owner.
+        owner: PartyId,
+    },
+    /// Ownership changed by the owner's transfer.
+    Transferred {
+        /// Previous owner.
+        from: PartyId,
+        /// New owner.
+        to: PartyId,
+    },
+    /// A licence was granted.
+    Licensed {
+        /// The licensee.
+        licensee: PartyId,
+        /// Whether exclusive.
+        exclusive: bool,
+    },
+    /// A pledge was registered on the asset at this rank.
+    Pledged {
+        /// The pledge.
+        pledge: TxId,
+        /// Its rank on this asset when registered (1 = first).
+        rank: u32,
+    },
+    /// A pledge was released.
+    PledgeReleased {
+        /// The pledge.
+        pledge: TxId,
+    },
+    /// A pledge was enforced; ownership moved.
+    PledgeEnforced {
+        /// The pledge.
+        pledge: TxId,
+        /// Previous owner.
+        from: PartyId,
+        /// New owner.
+        to: PartyId,
+    },
+    /// A court froze the asset.
+    Frozen {
+        /// The court.
+        court: PartyId,
+        /// Case reference.
+        case_ref: String,
+    },
+    /// A court lifted its freeze.
+    Unfrozen {
+        /// The court.
+        court: PartyId,
+        /// Case reference.
+        case_ref: String,
+    },
+    /// A court ordered the asset transferred.
+    CourtTransferred {
+        /// The court.
+        court: PartyId,
+        /// Case reference.
+        case_ref: String,
+        /// Previous owner.
+        from: PartyId,
+        /// New owner.
+        to: PartyId,
+    },
+    /// Evidence concerning the asset was attested (first attestation only).
+    EvidenceAttested {
+        /// The evidence hash.
+        evidence_hash: Digest,
+    },
+}
+
+/// What state a pledge is in.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PledgeStatus {
+    /// In force.
+    Active,
+    /// Released by the pledgee.
+    Released {
+        /// When.
+        recorded: Recorded,
+    },
+    /// Enforced; the assets went to the transferee.
+    Enforced {
+        /// When.
+        recorded: Recorded,
+        /// Who received the assets.
+        transferee: PartyId,
+        /// The court order, if enforced on one.
+        court_order: Option<crate::tx::CourtOrder>,
+    },
+}
+
+/// The authority's official registration of a pledge, which gives it legal effect.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct OfficialRegistration {
+    /// The registering authority.
+    pub authority: String,
+    /// The official registration number.
+    pub registration_number: String,
+    /// Date of registration, `YYYY-MM-DD`.
+    pub date: String,
+    /// When the trading center recorded it on the ledger.
+    pub recorded: Recorded,
+}
+
+/// A pledge contract.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct PledgeRecord {
+    /// Its id: the registration transaction's id.
+    pub pledge: TxId,
+    /// The pledged assets.
+    pub assets: Vec<AssetId>,
+    /// The owner who pledged them.
+    pub pledgor: PartyId,
+    /// The bank.
+    pub pledgee: PartyId,
+    /// The secured amount.
+    pub secured_amount: Money,
+    /// Maturity, Unix milliseconds.
+    pub maturity_ms: u64,
+    /// Valuations, as registered.
+    pub valuations: Vec<crate::tx::Valuation>,
+    /// Rank on each asset when registered, in the order of `assets` (1 = first).
+    pub ranks_at_registration: Vec<u32>,
+    /// When it was registered.
+    pub registered: Recorded,
+    /// The official registration, once recorded.
+    pub official_registration: Option<OfficialRegistration>,
+    /// Active, released or enforced.
+    pub status: PledgeStatus,
+}
+
+/// A piece of evidence: first attestation kept, later ones counted.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct EvidenceRecord {
+    /// SHA-256 of the evidence file.
+    pub evidence_hash: Digest,
+    /// Kind, as first attested.
+    pub kind: EvidenceKind,
+    /// Case reference, as first attested.
+    pub case_ref: Option<String>,
+    /// Related asset, as first attested.
+    pub related_asset: Option<AssetId>,
+    /// The first attestor.
+    pub first_attestor: PartyId,
+    /// The first attestation.
+    pub first_recorded: Recorded,
+    /// How many times it has been attested (1 after the first).
+    pub attestation_count: u64,
+}
+
+/// A validator's recorded double vote.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct MisbehaviourRecord {
+    /// The organisation running the validator.
+    pub organisation: PartyId,
+    /// One vote.
+    pub first: SignedVote,
+    /// The conflicting vote.
+    pub second: SignedVote,
+    /// Who reported it.
+    pub reporter: PartyId,
+    /// When it was recorded.
+    pub recorded: Recorded,
+}
+
+/// Read access to committed state, by raw key. The node implements it on its database (through
+/// the state tree); tests on a map. ledger-core never writes through it.
+pub trait StateRead {
+    /// The value stored under `key`, or `None`.
+    fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
+}
+
+impl StateRead for BTreeMap<Vec<u8>, Vec<u8>> {
+    fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.get(key).cloned())
+    }
+}
+
+impl<R: crate::state_tree::TreeReader> StateRead for crate::state_tree::StateTree<'_, R> {
+    fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        self.get(key)
+    }
+}
+
+/// Pending writes: `Some(bytes)` sets a key, `None` deletes it.
+pub type WriteSet = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+
+/// Committed state plus pending writes, read through: what a block sees while it executes.
+pub struct Overlay<'a> {
+    base: &'a dyn StateRead,
+    writes: WriteSet,
+}
+
+impl<'a> Overlay<'a> {
+    /// An overlay with no pending writes.
+    pub fn new(base: &'a dyn StateRead) -> Overlay<'a> {
+        Overlay {
+            base,
+            writes: WriteSet::new(),
+        }
+    }
+
+    /// Reads and decodes the record under `key`. A record that does not decode is corruption of
+    /// storage, never a rule rejection.
+    pub fn get<V: Decode<()>>(&self, key: &StateKey) -> Result<Option<V>, StorageError> {
+        let bytes = self.get_raw(&key.encode())?;
+        bytes
+            .map(|bytes| {
+                encoding::decode(&bytes, "state record").map_err(|error| {
+                    StorageError(format!("record under {key:?} is corrupt: {error}"))
+                })
+            })
+            .transpose()
+    }
+
+    /// Sets `key` to `value`.
+    pub fn put<V: Encode>(&mut self, key: &StateKey, value: &V) {
+        self.writes
+            .insert(key.encode(), Some(encoding::encode(value)));
+    }
+
+    /// Deletes `key`.
+    pub fn delete(&mut self, key: &StateKey) {
+        self.writes.insert(key.encode(), None);
+    }
+
+    /// The pending writes.
+    pub fn writes(&self) -> &WriteSet {
+        &self.writes
+    }
+
+    /// Takes the pending writes, leaving none.
+    pub fn take_writes(&mut self) -> WriteSet {
+        std::mem::take(&mut self.writes)
+    }
+
+    /// Adds writes on top of the pending ones (a later write to a key wins).
+    pub fn extend(&mut self, writes: WriteSet) {
+        self.writes.extend(writes);
+    }
+}
+
+impl StateRead for Overlay<'_> {
+    fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        match self.writes.get(key) {
+            Some(pending) => Ok(pending.clone()),
+            None => self.base.get_raw(key),
+        }
+    }
+}
+
+/// Reads the chain record, which genesis always writes.
+pub fn chain_record(state: &Overlay<'_>) -> Result<ChainRecord, StorageError> {
+    state
+        .get(&StateKey::Chain)?
+        .ok_or_else(|| StorageError("chain record missing from state".into()))
+}
+
+/// Reads the ledger head, which genesis and every block write.
+pub fn ledger_head(state: &Overlay<'_>) -> Result<LedgerHead, StorageError> {
+    state
+        .get(&StateKey::LedgerHead)?
+        .ok_or_else(|| StorageError("ledger head missing from state".into()))
+}
