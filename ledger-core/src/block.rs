@@ -221,3 +221,50 @@ impl LedgerLeaf {
         leaf_hash(&encoding::encode(self))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::genesis::{BLOCK_BYTES_LIMIT, BLOCK_TXS_LIMIT};
+    use crate::tx::{Action, TxBody};
+
+    /// Many small transactions claim the most decoder budget per encoded byte (bincode charges
+    /// each element's in-memory size); the largest block a genesis allows must still decode.
+    #[test]
+    fn largest_allowed_block_decodes() {
+        let tx = SignedTx::unsigned(TxBody {
+            chain_id: String::new(),
+            salt: [0; 16],
+            valid_until: 0,
+            action: Action::ReleasePledge {
+                pledge: Digest::sha256(b"p"),
+            },
+        });
+        let header = BlockHeader {
+            chain_id: "c".into(),
+            height: 1,
+            time_ms: 1,
+            prev_block_hash: Digest::sha256(b""),
+            tx_count: BLOCK_TXS_LIMIT,
+            tx_root: Digest::sha256(b""),
+            ledger_root: Digest::sha256(b""),
+            ledger_size: 0,
+            state_root: Digest::sha256(b""),
+            validator_set_hash: Digest::sha256(b""),
+            next_validator_set_hash: Digest::sha256(b""),
+            proposer: PublicKey::Ed25519([0; 32]),
+            last_commit_hash: None,
+        };
+        let block = Block {
+            header,
+            last_commit: None,
+            txs: vec![tx; BLOCK_TXS_LIMIT as usize],
+        };
+        let bytes = block.encode();
+        assert!(bytes.len() <= BLOCK_BYTES_LIMIT as usize);
+        assert_eq!(
+            Block::decode(&bytes).expect("the largest allowed block decodes"),
+            block
+        );
+    }
+}

@@ -76,14 +76,22 @@ pub enum CryptoError {
 }
 
 impl PublicKey {
-    /// Refuses keys that are not valid points or are of small order. Enrolment calls this; a
-    /// small-order key would accept signatures that nobody holding a secret made.
+    /// Refuses keys that could not have come from honest key generation: bytes that are not a
+    /// point, a non-canonical encoding (one point would then have several "different" keys,
+    /// slipping past the one-key-one-party check), or a point outside the prime-order subgroup
+    /// (small-order keys accept signatures nobody made; keys with a torsion component never
+    /// come from a real secret). Every key the ledger enrols passes through here.
     pub fn check_strong(&self) -> Result<(), CryptoError> {
         let PublicKey::Ed25519(bytes) = self;
-        match ed25519_dalek::VerifyingKey::from_bytes(bytes) {
-            Ok(key) if !key.is_weak() => Ok(()),
-            _ => Err(CryptoError::WeakKey { key: *self }),
+        let weak = || CryptoError::WeakKey { key: *self };
+        let point = curve25519_dalek::edwards::CompressedEdwardsY(*bytes)
+            .decompress()
+            .ok_or_else(weak)?;
+        let canonical = point.compress().to_bytes() == *bytes;
+        if !canonical || point.is_small_order() || !point.is_torsion_free() {
+            return Err(weak());
         }
+        Ok(())
     }
 
     /// Verifies one signature under ZIP-215.

@@ -7,10 +7,13 @@
 use bincode::config::{Configuration, Fixint, Limit, LittleEndian};
 use bincode::{Decode, Encode};
 
-/// The largest encoded structure ledger-core decodes (a block with its transactions); also the
-/// bound bincode applies to any single allocation while decoding, so a forged length prefix
-/// cannot make the decoder reserve more memory than this.
-pub const DECODE_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// The bound on decoding. bincode counts it over the bytes read *plus* each vector's element
+/// count times the element's in-memory size, so it must exceed the largest encoded structure by
+/// a margin: 64 MiB covers any block the genesis may allow (at most `BLOCK_TXS_LIMIT`
+/// transactions and `BLOCK_BYTES_LIMIT` bytes; see `genesis.rs` and the test
+/// `largest_allowed_block_decodes`), and a forged length prefix still cannot make the decoder
+/// reserve more memory than this.
+pub const DECODE_BYTES_MAX: usize = 64 * 1024 * 1024;
 
 type Canonical = Configuration<LittleEndian, Fixint, Limit<DECODE_BYTES_MAX>>;
 
@@ -51,10 +54,9 @@ pub enum DecodeError {
 
 /// Encodes a value canonically.
 pub fn encode<T: Encode>(value: &T) -> Vec<u8> {
-    // Encoding into a Vec fails only if a value exceeds the configured limit, which would mean a
-    // structure built in memory broke its own size rules: an invariant violation, not input.
-    bincode::encode_to_vec(value, CANONICAL)
-        .expect("a structure in memory exceeds DECODE_BYTES_MAX")
+    // bincode applies its limit only when decoding, and writing into a Vec cannot fail; an error
+    // here would mean a broken Encode implementation, an invariant violation.
+    bincode::encode_to_vec(value, CANONICAL).expect("encoding into memory cannot fail")
 }
 
 /// Decodes a value strictly: the whole input must be exactly one canonical encoding.

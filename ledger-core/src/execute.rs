@@ -45,8 +45,9 @@ pub enum BlockError {
         index: usize,
         /// Its id.
         id: Digest,
-        /// The refusal.
-        error: Rejection,
+        /// The refusal (boxed: rejections carry asset ids and names, and blocks are refused
+        /// rarely, so the common `Ok` path stays small).
+        error: Box<Rejection>,
     },
     /// A block limit is exceeded.
     #[error("block exceeds its limit of {max} {what}")]
@@ -275,7 +276,7 @@ pub fn execute_block<R: TreeReader>(
         match builder.push(vtx) {
             Ok(true) => {}
             Ok(false) => return Err(block_limit(&builder.chain)),
-            Err(TxError::Rejected(rejection)) => return Err(invalid(rejection)),
+            Err(TxError::Rejected(rejection)) => return Err(invalid(Box::new(rejection))),
             Err(TxError::Storage(error)) => return Err(error.into()),
         }
     }

@@ -13,6 +13,11 @@ pub const VALIDATORS_MAX: usize = 100;
 pub const VOTING_POWER_MAX: u64 = 1_000_000;
 /// The most organisations a genesis may name.
 pub const GENESIS_ORGANISATIONS_MAX: usize = 1_000;
+/// The largest `block_txs_max` a genesis may set: a block of this many transactions must still
+/// decode within the canonical decoder's limit on every node.
+pub const BLOCK_TXS_LIMIT: u32 = 50_000;
+/// The largest `block_bytes_max` a genesis may set, in bytes.
+pub const BLOCK_BYTES_LIMIT: u32 = 16 * 1024 * 1024;
 /// The longest chain id, in bytes.
 pub const CHAIN_ID_BYTES_MAX: usize = 64;
 
@@ -130,9 +135,36 @@ impl Genesis {
                 .iter()
                 .any(|o| &o.party == party && o.role != Role::Regulator)
         })?;
+        if let Some(validator) = self
+            .validators
+            .iter()
+            .find(|v| self.organisations.iter().any(|o| o.key == v.key))
+        {
+            return Err(GenesisError::BadValidatorSet(format!(
+                "validator key {} is also an organisation's signing key; node keys and organisation keys must differ",
+                validator.key
+            )));
+        }
+        let consensus = &self.consensus;
+        let timings = [
+            consensus.block_interval_ms,
+            consensus.propose_timeout_ms,
+            consensus.vote_timeout_ms,
+        ];
+        if timings.contains(&0) || consensus.clock_skew_max_ms == 0 {
+            return Err(GenesisError::BadParams(
+                "consensus timings and the clock skew bound must be positive".into(),
+            ));
+        }
         let params = &self.params;
         if params.tx_lifetime_max == 0 || params.block_txs_max == 0 || params.block_bytes_max == 0 {
             return Err(GenesisError::BadParams("limits must be positive".into()));
+        }
+        if params.block_txs_max > BLOCK_TXS_LIMIT || params.block_bytes_max > BLOCK_BYTES_LIMIT {
+            return Err(GenesisError::BadParams(format!(
+                "block limits {} transactions / {} bytes exceed the decodable maximum {BLOCK_TXS_LIMIT} / {BLOCK_BYTES_LIMIT}",
+                params.block_txs_max, params.block_bytes_max
+            )));
         }
         Ok(())
     }
@@ -147,6 +179,14 @@ impl Genesis {
             };
             if !org.party.is_well_formed() {
                 return Err(problem("identifier is not well formed"));
+            }
+            if org.name.is_empty()
+                || org.name.len() > crate::types::TEXT_BYTES_MAX
+                || org.name.chars().any(char::is_control)
+            {
+                return Err(problem(
+                    "name must be 1 to 256 bytes without control characters",
+                ));
             }
             if org.role == Role::RightsHolder {
                 return Err(problem(
@@ -228,4 +268,32 @@ pub fn total_power(validators: &[Validator]) -> u64 {
 pub fn is_quorum(power: u64, total: u64) -> bool {
     // Both are bounded by VALIDATORS_MAX × VOTING_POWER_MAX, so the products cannot overflow.
     power * 3 > total * 2
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testkit::{test_genesis, test_key};
+
+    #[test]
+    fn genesis_refuses_shared_keys_zero_timings_and_bad_names() {
+        assert_eq!(test_genesis(4).validate(), Ok(()));
+        let mut shared = test_genesis(4);
+        shared.organisations[0].key = shared.validators[0].key;
+        assert!(
+            shared.validate().is_err(),
+            "an organisation key reused as a node key"
+        );
+        let mut zero = test_genesis(4);
+        zero.consensus.propose_timeout_ms = 0;
+        assert!(zero.validate().is_err());
+        let mut long_name = test_genesis(4);
+        long_name.organisations[1].name = "x".repeat(257);
+        assert!(long_name.validate().is_err());
+        let mut reused_elsewhere = test_genesis(4);
+        reused_elsewhere.organisations[5].key = test_key("trading-center").public_key();
+        assert!(
+            reused_elsewhere.validate().is_err(),
+            "two organisations with one key"
+        );
+    }
 }

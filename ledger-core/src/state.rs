@@ -514,9 +514,15 @@ pub fn chain_record(state: &Overlay<'_>) -> Result<ChainRecord, StorageError> {
         .ok_or_else(|| StorageError("chain record missing from state".into()))
 }
 
-/// Reads the ledger head, which genesis and every block write.
+/// Reads the ledger head, which genesis and every block write, and checks its frontier: a
+/// frontier whose peaks do not match its size is corrupt storage, and appending to it would
+/// break the ledger tree.
 pub fn ledger_head(state: &Overlay<'_>) -> Result<LedgerHead, StorageError> {
-    state
+    let head: LedgerHead = state
         .get(&StateKey::LedgerHead)?
-        .ok_or_else(|| StorageError("ledger head missing from state".into()))
+        .ok_or_else(|| StorageError("ledger head missing from state".into()))?;
+    head.frontier
+        .validate()
+        .map_err(|error| StorageError(format!("ledger head frontier is corrupt: {error}")))?;
+    Ok(head)
 }

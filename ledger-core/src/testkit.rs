@@ -65,7 +65,7 @@ pub fn test_genesis(n_validators: usize) -> Genesis {
             power: 1,
         })
         .collect();
-    validators.sort_by(|a, b| a.key.cmp(&b.key));
+    validators.sort_by_key(|v| v.key);
     Genesis {
         chain_id: TEST_CHAIN_ID.into(),
         genesis_time_ms: TEST_GENESIS_TIME_MS,
@@ -193,7 +193,6 @@ impl TestChain {
             checked.block, executed.block,
             "a validator re-executing the block gets the same block"
         );
-        drop(state);
         self.store(executed);
         outcomes
     }
@@ -338,8 +337,6 @@ pub fn certify(
             signature: key.sign(&message),
         });
     }
-    certificate
-        .signatures
-        .sort_by(|a, b| a.validator.cmp(&b.validator));
+    certificate.signatures.sort_by_key(|s| s.validator);
     certificate
 }

@@ -289,20 +289,27 @@ fn enforce(
             signers.push(Required::of(&court, "the court orders enforcement"));
         }
         None => {
+            // A freeze is checked before anything else: a court's freeze is the reason a frozen
+            // asset cannot be enforced, whatever else may also be missing.
+            let records: Vec<AssetRecord> = pledge
+                .assets
+                .iter()
+                .map(|asset| load_asset(state, asset))
+                .collect::<Result<_, _>>()?;
+            records.iter().try_for_each(refuse_if_frozen)?;
             if ctx.time_ms < pledge.maturity_ms {
+                let (maturity_ms, time_ms) = (pledge.maturity_ms, ctx.time_ms);
                 return Err(Rejection::NotMatured {
-                    maturity_ms: pledge.maturity_ms,
-                    time_ms: ctx.time_ms,
+                    maturity_ms,
+                    time_ms,
                 }
                 .into());
             }
-            for asset in &pledge.assets {
-                let record = load_asset(state, asset)?;
-                refuse_if_frozen(&record)?;
+            for record in &records {
                 let senior = record.active_pledges.first().copied();
                 if let Some(senior) = senior.filter(|s| *s != pledge.pledge) {
                     return Err(Rejection::NotFirstRank {
-                        asset: asset.clone(),
+                        asset: record.asset.clone(),
                         senior,
                     }
                     .into());

@@ -86,7 +86,7 @@ pub fn pledge_terms(
         pledgee: bank.into(),
         registrar: "trading-center".into(),
         secured_amount: Money {
-            minor_units: 1_000_000_00,
+            minor_units: 100_000_000,
             currency: "CNY".into(),
         },
         maturity_ms: ledger_core::testkit::TEST_GENESIS_TIME_MS + 3_600_000,

@@ -2,7 +2,7 @@
 """Recompute the Merkle tree test vectors of the protocol document and check them.
 
 Usage: python3 check_merkle_vectors.py [DOC.md]
-       (default: merkle.md next to this script; pass docs/PROTOCOL.md once the section moves there)
+       (default: docs/PROTOCOL.md)
 
 This script shares no code with ledger-core. It follows RFC 9162's recursive definitions
 (MTH §2.1.1, PATH §2.1.3.1, PROOF/SUBPROOF §2.1.4.1) using only hashlib, runs the RFC's
@@ -197,7 +197,7 @@ def document_vectors():
 
 
 def main():
-    doc = pathlib.Path(sys.argv[1]) if len(sys.argv) > 1 else pathlib.Path(__file__).with_name("merkle.md")
+    doc = pathlib.Path(sys.argv[1]) if len(sys.argv) > 1 else pathlib.Path(__file__).parent.parent / "PROTOCOL.md"
     check_ct_vectors()
     check_own_algorithms()
     expected = document_vectors()

@@ -1,0 +1,464 @@
+//! A node's `config.toml`.
+//!
+//! ```toml
+//! home = "/var/lib/ipledger"       # optional; default: the directory holding config.toml
+//! moniker = "bank-a"               # the node's name in logs
+//! organisation = "bank-a"          # optional; the organisation running the node
+//! validator = true                 # sign votes with the node key (default false)
+//! log_level = "info"               # error|warn|info|debug|trace|off, or "info,ipledger_node=debug"
+//!
+//! [chain]                          # relative paths are resolved against `home`
+//! genesis = "genesis.json"
+//! node_key = "node.key"
+//! data_dir = "data"
+//!
+//! [p2p]
+//! listen = "/ip4/127.0.0.1/tcp/26656"
+//!
+//! [[p2p.peers]]                    # the other validators: persistent peers
+//! address = "/ip4/127.0.0.1/tcp/26658"
+//! public_key = "ed25519:…"         # its node key, as in the genesis validator set
+//! organisation = "bank-b"          # optional, informational
+//!
+//! [http]
+//! listen = "127.0.0.1:26657"
+//!
+//! [consensus]                      # copied from the genesis; the node checks they agree
+//! block_interval_ms = 1000
+//! propose_timeout_ms = 2000
+//! vote_timeout_ms = 1000
+//! clock_skew_max_ms = 5000
+//! ```
+//!
+//! Every field has a default, so a minimal file works; unknown fields are refused (a misspelt
+//! setting must not be silently ignored).
+
+use crate::address::P2pAddress;
+use crate::fsutil::{self, Existing};
+use crate::genesis_file::{read_genesis, GenesisFileError};
+use crate::keyfile::{KeyFile, KeyFileError};
+use crate::params::ConsensusTimeouts;
+use crate::spec::ConsortiumSpec;
+use ledger_core::crypto::PublicKey;
+use ledger_core::genesis::Genesis;
+use ledger_core::types::PartyId;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+/// The file name of a node's configuration inside its home.
+pub const CONFIG_FILE_NAME: &str = "config.toml";
+/// Default p2p port.
+pub const DEFAULT_P2P_PORT: u16 = 26656;
+/// Default HTTP port.
+pub const DEFAULT_HTTP_PORT: u16 = 26657;
+/// The log levels `log_level` may name (alone or in `target=level` directives).
+pub const LOG_LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+
+/// One node's configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// The node's home directory. [`NodeConfig::load`] makes it absolute: empty means the
+    /// directory holding the config file, and a relative path is relative to that directory.
+    #[serde(skip_serializing_if = "path_is_empty")]
+    pub home: PathBuf,
+    /// The node's name in logs.
+    pub moniker: String,
+    /// The organisation running the node, if stated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub organisation: Option<PartyId>,
+    /// Whether the node takes part in consensus (its node key must be in the validator set).
+    pub validator: bool,
+    /// Log filter: a level or comma-separated `target=level` directives.
+    pub log_level: String,
+    /// Where the chain's files are.
+    pub chain: ChainPaths,
+    /// Peer-to-peer networking.
+    pub p2p: P2pConfig,
+    /// The HTTP API.
+    pub http: HttpConfig,
+    /// Consensus timing, copied from the genesis.
+    pub consensus: ConsensusTimeouts,
+}
+
+/// The `[chain]` table: paths, relative ones resolved against `home`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChainPaths {
+    /// The genesis document.
+    pub genesis: PathBuf,
+    /// The node's key file (mode 0600).
+    pub node_key: PathBuf,
+    /// The node's database directory.
+    pub data_dir: PathBuf,
+}
+
+/// The `[p2p]` table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct P2pConfig {
+    /// The multiaddr to listen on.
+    pub listen: P2pAddress,
+    /// Persistent peers: the other validators.
+    pub peers: Vec<PeerConfig>,
+}
+
+/// A `[[p2p.peers]]` entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    /// Where to dial it.
+    pub address: P2pAddress,
+    /// Its node key (as in the genesis validator set).
+    pub public_key: PublicKey,
+    /// The organisation running it, for logs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organisation: Option<PartyId>,
+}
+
+/// The `[http]` table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// The socket address to serve the API on.
+    pub listen: SocketAddr,
+}
+
+fn path_is_empty(path: &Path) -> bool {
+    path.as_os_str().is_empty()
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            home: PathBuf::new(),
+            moniker: "node".into(),
+            organisation: None,
+            validator: false,
+            log_level: "info".into(),
+            chain: ChainPaths::default(),
+            p2p: P2pConfig::default(),
+            http: HttpConfig::default(),
+            consensus: ConsensusTimeouts::default(),
+        }
+    }
+}
+
+impl Default for ChainPaths {
+    fn default() -> Self {
+        ChainPaths {
+            genesis: "genesis.json".into(),
+            node_key: "node.key".into(),
+            data_dir: "data".into(),
+        }
+    }
+}
+
+impl Default for P2pConfig {
+    fn default() -> Self {
+        P2pConfig {
+            listen: P2pAddress::tcp(IpAddr::V4(Ipv4Addr::LOCALHOST), DEFAULT_P2P_PORT),
+            peers: Vec::new(),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), DEFAULT_HTTP_PORT),
+        }
+    }
+}
+
+/// Why a node configuration could not be loaded, saved or used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read node config {}: {source}", path.display())]
+    Read {
+        /// The config file.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// Not valid TOML, an unknown field, or a value of the wrong form.
+    #[error("node config {} is malformed: {message}", path.display())]
+    Parse {
+        /// The config file.
+        path: PathBuf,
+        /// The parser's message, with the line and the offending text.
+        message: String,
+    },
+    /// Well formed but unusable.
+    #[error("node config {}: {problem}", path.display())]
+    Invalid {
+        /// The config file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The file could not be written.
+    #[error("cannot write node config {}: {source}", path.display())]
+    Write {
+        /// The config file.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// The configuration disagrees with the genesis or the node key.
+    #[error("node config does not fit the genesis: {0}")]
+    Mismatch(String),
+    /// The genesis named by the configuration could not be read.
+    #[error(transparent)]
+    Genesis(#[from] GenesisFileError),
+    /// The key file named by the configuration could not be read.
+    #[error(transparent)]
+    Key(#[from] KeyFileError),
+}
+
+impl NodeConfig {
+    /// Reads, resolves (`home` made absolute) and checks a config file.
+    pub fn load(path: impl AsRef<Path>) -> Result<NodeConfig, ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut config = NodeConfig::from_toml(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })?;
+        let base = fsutil::parent_dir(path).join(&config.home);
+        config.home = std::path::absolute(&base).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        config.validate().map_err(|problem| ConfigError::Invalid {
+            path: path.to_owned(),
+            problem,
+        })?;
+        Ok(config)
+    }
+
+    /// Parses TOML text as is (no resolution, no checks); the error is the parser's message.
+    pub fn from_toml(text: &str) -> Result<NodeConfig, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())
+    }
+
+    /// The configuration as TOML text.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("a node config always serialises")
+    }
+
+    /// Writes the configuration atomically (mode 0644), replacing an existing file.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<(), ConfigError> {
+        let path = path.as_ref();
+        let text = format!(
+            "# ipledger node configuration; see genesis/README.md.\n{}",
+            self.to_toml()
+        );
+        fsutil::write_atomic(path, text.as_bytes(), 0o644, Existing::Replace).map_err(|source| {
+            ConfigError::Write {
+                path: path.to_owned(),
+                source,
+            }
+        })
+    }
+
+    /// Checks values that the parser cannot: the log filter, positive timeouts, distinct peers.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.moniker.trim().is_empty() {
+            return Err("moniker must not be empty".into());
+        }
+        check_log_level(&self.log_level)?;
+        if let Some(field) = self.consensus.zero_field() {
+            return Err(format!("consensus.{field} must be positive"));
+        }
+        for (name, path) in [
+            ("chain.genesis", &self.chain.genesis),
+            ("chain.node_key", &self.chain.node_key),
+            ("chain.data_dir", &self.chain.data_dir),
+        ] {
+            if path.as_os_str().is_empty() {
+                return Err(format!("{name} must not be empty"));
+            }
+        }
+        let mut keys = BTreeSet::new();
+        let mut addresses = BTreeSet::new();
+        for peer in &self.p2p.peers {
+            if !keys.insert(peer.public_key) {
+                return Err(format!(
+                    "peer key {} is listed twice in [[p2p.peers]]",
+                    peer.public_key
+                ));
+            }
+            if !addresses.insert(&peer.address) {
+                return Err(format!(
+                    "peer address {} is listed twice in [[p2p.peers]]",
+                    peer.address
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The genesis file's path.
+    pub fn genesis_path(&self) -> PathBuf {
+        self.home.join(&self.chain.genesis)
+    }
+
+    /// The node key file's path.
+    pub fn node_key_path(&self) -> PathBuf {
+        self.home.join(&self.chain.node_key)
+    }
+
+    /// The data directory's path.
+    pub fn data_dir(&self) -> PathBuf {
+        self.home.join(&self.chain.data_dir)
+    }
+
+    /// Reads the genesis (validated) and checks this configuration against it.
+    pub fn load_genesis(&self) -> Result<Genesis, ConfigError> {
+        let genesis = read_genesis(self.genesis_path())?;
+        self.check_consensus(&genesis)?;
+        Ok(genesis)
+    }
+
+    /// Reads the node key (refused if group or others may read it).
+    pub fn load_node_key(&self) -> Result<KeyFile, ConfigError> {
+        Ok(KeyFile::read(self.node_key_path())?)
+    }
+
+    /// Checks that `[consensus]` equals the genesis's consensus parameters.
+    pub fn check_consensus(&self, genesis: &Genesis) -> Result<(), ConfigError> {
+        let expected = ConsensusTimeouts::from(&genesis.consensus);
+        if self.consensus != expected {
+            return Err(ConfigError::Mismatch(format!(
+                "[consensus] is {:?} but the genesis has {:?}; copy the genesis's values",
+                self.consensus, expected
+            )));
+        }
+        Ok(())
+    }
+
+    /// Checks the configuration against the genesis and the node's own key: consensus timing
+    /// equal, a validator's key in the validator set, and the node not among its own peers.
+    pub fn check_genesis(
+        &self,
+        genesis: &Genesis,
+        node_key: &PublicKey,
+    ) -> Result<(), ConfigError> {
+        self.check_consensus(genesis)?;
+        if self.validator && !genesis.validators.iter().any(|v| &v.key == node_key) {
+            return Err(ConfigError::Mismatch(format!(
+                "validator = true but the node key {node_key} is not in the genesis validator set"
+            )));
+        }
+        if self.p2p.peers.iter().any(|p| &p.public_key == node_key) {
+            return Err(ConfigError::Mismatch(format!(
+                "the node's own key {node_key} is listed among its peers"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The configuration of the node with key `node_key` in the consortium `spec` (whose
+    /// genesis is `genesis`): a validator if the spec lists the key, listening on its spec
+    /// address (all interfaces for a DNS name), with every other validator as a peer and the
+    /// genesis's consensus timing. Other fields keep their defaults; `home` is as given.
+    pub fn from_spec(
+        spec: &ConsortiumSpec,
+        genesis: &Genesis,
+        node_key: &PublicKey,
+        home: PathBuf,
+    ) -> NodeConfig {
+        let mut config = NodeConfig {
+            home,
+            consensus: ConsensusTimeouts::from(&genesis.consensus),
+            ..NodeConfig::default()
+        };
+        if let Some(own) = spec.validator(node_key) {
+            config.validator = genesis.validators.iter().any(|v| &v.key == node_key);
+            config.organisation = Some(own.organisation.clone());
+            config.moniker = own.organisation.0.clone();
+            config.p2p.listen = own.p2p.listen_address();
+        }
+        config.p2p.peers = spec
+            .validators
+            .iter()
+            .filter(|v| &v.key != node_key)
+            .map(|v| PeerConfig {
+                address: v.p2p.clone(),
+                public_key: v.key,
+                organisation: Some(v.organisation.clone()),
+            })
+            .collect();
+        config
+    }
+}
+
+fn check_log_level(filter: &str) -> Result<(), String> {
+    let bad = || {
+        Err(format!(
+            "log_level {filter:?} is not a level ({}) or comma-separated target=level directives",
+            LOG_LEVELS.join(", ")
+        ))
+    };
+    if filter.trim().is_empty() {
+        return bad();
+    }
+    for directive in filter.split(',') {
+        let level = match directive.split_once('=') {
+            Some((target, level)) => {
+                let target_ok = !target.is_empty()
+                    && target
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"_:-".contains(&b));
+                if !target_ok {
+                    return bad();
+                }
+                level
+            }
+            None => directive,
+        };
+        if !LOG_LEVELS.contains(&level.trim().to_ascii_lowercase().as_str()) {
+            return bad();
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_file_is_the_default() {
+        assert_eq!(NodeConfig::from_toml("").unwrap(), NodeConfig::default());
+    }
+
+    #[test]
+    fn default_round_trips() {
+        let config = NodeConfig::default();
+        assert_eq!(NodeConfig::from_toml(&config.to_toml()).unwrap(), config);
+    }
+
+    #[test]
+    fn log_levels() {
+        assert!(check_log_level("info").is_ok());
+        assert!(check_log_level("WARN").is_ok());
+        assert!(check_log_level("info,ipledger_node=debug,libp2p_swarm=warn").is_ok());
+        assert!(check_log_level("loud").is_err());
+        assert!(check_log_level("").is_err());
+        assert!(check_log_level("=debug").is_err());
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let message = NodeConfig::from_toml("validater = true").unwrap_err();
+        assert!(message.contains("validater"), "{message}");
+    }
+}
