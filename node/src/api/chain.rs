@@ -1,0 +1,191 @@
+//! Blocks, certified headers and the node's status.
+
+use super::error::ApiError;
+use super::{blocking, ApiState};
+use crate::mempool::MEMPOOL_TXS_MAX;
+use crate::store::Snapshot;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use ledger_core::block::{Block, CommitCertificate};
+use ledger_core::crypto::Digest;
+use ledger_core::genesis::{validator_set_hash, Validator};
+use ledger_core::receipt::CertifiedHeader;
+use ledger_core::state::{Overlay, StateKey, ValidatorSchedule};
+use serde::{Deserialize, Serialize};
+
+/// `GET /v1/blocks/{height}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockAnswer {
+    /// The block's height.
+    pub height: u64,
+    /// Its hash (of its header).
+    pub hash: Digest,
+    /// The block: header, the previous block's certificate, transactions.
+    pub block: Block,
+    /// The certificate that commits this block (the next block carries it too).
+    pub certificate: CommitCertificate,
+}
+
+/// `GET /v1/status`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusAnswer {
+    /// The chain id.
+    pub chain_id: String,
+    /// SHA-256 of the genesis document.
+    pub genesis_hash: Digest,
+    /// The committed height (0: only the genesis).
+    pub height: u64,
+    /// The head block's hash (the genesis hash at height 0).
+    pub head_hash: Digest,
+    /// The head block's time (the genesis time at height 0), Unix milliseconds.
+    pub head_time_ms: u64,
+    /// The head's state root.
+    pub state_root: Digest,
+    /// Transactions committed since genesis (the ledger-wide tree's size).
+    pub ledger_size: u64,
+    /// The validator set deciding the next height.
+    pub validators: Vec<Validator>,
+    /// Its hash, as headers name it.
+    pub validator_set_hash: Digest,
+    /// Transactions waiting in this node's mempool.
+    pub mempool_size: usize,
+    /// The most the mempool holds.
+    pub mempool_max: usize,
+}
+
+/// `GET /v1/blocks/{height}`: the block with its hash and certificate.
+pub(super) async fn block(
+    State(state): State<ApiState>,
+    Path(height): Path<String>,
+) -> Result<Response, ApiError> {
+    let height = parse_height(&height)?;
+    blocking(move || {
+        let snapshot = state.store().snapshot()?;
+        let block = snapshot
+            .block(height)?
+            .ok_or_else(|| not_committed(height))?;
+        let certificate = snapshot
+            .certificate(height)?
+            .ok_or_else(|| ApiError::storage(format!("block {height} has no certificate")))?;
+        let hash = block.header.hash();
+        Ok(Json(BlockAnswer {
+            height,
+            hash,
+            block,
+            certificate,
+        })
+        .into_response())
+    })
+    .await
+}
+
+/// `GET /v1/headers/{height}`: the header with its commit certificate.
+pub(super) async fn header(
+    State(state): State<ApiState>,
+    Path(height): Path<String>,
+) -> Result<Response, ApiError> {
+    let height = parse_height(&height)?;
+    blocking(move || {
+        let snapshot = state.store().snapshot()?;
+        let certified =
+            certified_header(&snapshot, height)?.ok_or_else(|| not_committed(height))?;
+        Ok(Json(certified).into_response())
+    })
+    .await
+}
+
+/// `GET /v1/headers/latest`: the head's header with its commit certificate.
+pub(super) async fn latest_header(State(state): State<ApiState>) -> Result<Response, ApiError> {
+    blocking(move || {
+        let snapshot = state.store().snapshot()?;
+        let head = snapshot.head_height()?;
+        let certified = certified_header(&snapshot, head)?
+            .ok_or_else(|| ApiError::not_found("no block is committed yet"))?;
+        Ok(Json(certified).into_response())
+    })
+    .await
+}
+
+/// The certified header at `height`: `None` if no block is committed there; an error if the
+/// block is there without its certificate.
+pub(super) fn certified_header(
+    snapshot: &Snapshot,
+    height: u64,
+) -> Result<Option<CertifiedHeader>, ApiError> {
+    if height == 0 {
+        return Ok(None);
+    }
+    let Some(header) = snapshot.header(height)? else {
+        return Ok(None);
+    };
+    let certificate = snapshot
+        .certificate(height)?
+        .ok_or_else(|| ApiError::storage(format!("header {height} has no certificate")))?;
+    Ok(Some(CertifiedHeader {
+        header,
+        certificate,
+    }))
+}
+
+/// `GET /v1/status`.
+pub(super) async fn status(State(state): State<ApiState>) -> Result<Response, ApiError> {
+    blocking(move || {
+        let snapshot = state.store().snapshot()?;
+        let head = snapshot.head_height()?;
+        let genesis = &state.inner.genesis;
+        let genesis_hash = snapshot.genesis_hash()?;
+        let state_tree = snapshot.state(head);
+        let state_root = state_tree.root().map_err(ApiError::storage)?;
+        let overlay = Overlay::new(&state_tree);
+        let ledger = ledger_core::state::ledger_head(&overlay).map_err(ApiError::storage)?;
+        let schedule: ValidatorSchedule = overlay
+            .get(&StateKey::ValidatorSchedule)
+            .map_err(ApiError::storage)?
+            .ok_or_else(|| ApiError::storage("the validator schedule is missing"))?;
+        let validators = schedule
+            .set_at(head + 1)
+            .ok_or_else(|| ApiError::storage(format!("no validator set for height {}", head + 1)))?
+            .to_vec();
+        let head_hash = match snapshot.header(head)? {
+            Some(header) => header.hash(),
+            None if head == 0 => genesis_hash,
+            None => return Err(ApiError::storage(format!("head header {head} is missing"))),
+        };
+        let mempool_size = state
+            .inner
+            .mempool
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len();
+        Ok(Json(StatusAnswer {
+            chain_id: genesis.chain_id.clone(),
+            genesis_hash,
+            height: head,
+            head_hash,
+            head_time_ms: ledger.time_ms,
+            state_root,
+            ledger_size: ledger.frontier.size(),
+            validator_set_hash: validator_set_hash(&validators),
+            validators,
+            mempool_size,
+            mempool_max: MEMPOOL_TXS_MAX,
+        })
+        .into_response())
+    })
+    .await
+}
+
+fn parse_height(text: &str) -> Result<u64, ApiError> {
+    match text.parse::<u64>() {
+        Ok(height) if height >= 1 => Ok(height),
+        _ => Err(ApiError::invalid_parameter(format!(
+            "height must be a whole number from 1, got {:?}",
+            text.chars().take(40).collect::<String>()
+        ))),
+    }
+}
+
+fn not_committed(height: u64) -> ApiError {
+    ApiError::not_found(format!("no block is committed at height {height}"))
+}

@@ -1,0 +1,173 @@
+//! `GET /metrics`: Prometheus metrics in the OpenMetrics text format, with `prometheus-client`
+//! (the version Malachite already uses, so the node carries one copy).
+//!
+//! | metric | type | what |
+//! | --- | --- | --- |
+//! | `ipledger_height` | gauge | the committed height |
+//! | `ipledger_head_time_ms` | gauge | the head block's time, Unix milliseconds |
+//! | `ipledger_transactions_committed_total` | counter | transactions committed since genesis |
+//! | `ipledger_mempool_transactions` | gauge | transactions waiting in the mempool |
+//! | `ipledger_transactions_admitted_total` | counter | submissions admitted by this API |
+//! | `ipledger_admission_rejections_total{code}` | counter | submissions refused, by code |
+//!
+//! The chain metrics are read from the store at each scrape, so they are right after a restart;
+//! the admission counters count since the node started.
+
+use super::error::ApiError;
+use super::{blocking, ApiState};
+use crate::mempool::Mempool;
+use crate::store::Store;
+use axum::extract::State;
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+/// The content type of the OpenMetrics text format.
+pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+type CodeLabel = [(&'static str, &'static str); 1];
+
+/// The API's metrics registry.
+pub(super) struct Metrics {
+    registry: Registry,
+    admitted: Counter,
+    rejections: Family<CodeLabel, Counter>,
+}
+
+impl Metrics {
+    pub(super) fn new(store: Arc<Store>, mempool: Arc<Mutex<Mempool>>) -> Metrics {
+        let mut registry = Registry::default();
+        let admitted = Counter::default();
+        let rejections = Family::<CodeLabel, Counter>::default();
+        registry.register(
+            "ipledger_transactions_admitted",
+            "Submitted transactions admitted into the mempool by this node's API",
+            admitted.clone(),
+        );
+        registry.register(
+            "ipledger_admission_rejections",
+            "Submitted transactions refused by this node's API, by stable code",
+            rejections.clone(),
+        );
+        registry.register_collector(Box::new(ChainCollector { store, mempool }));
+        Metrics {
+            registry,
+            admitted,
+            rejections,
+        }
+    }
+
+    /// Counts an admitted submission.
+    pub(super) fn admitted(&self) {
+        self.admitted.inc();
+    }
+
+    /// Counts a refused submission under its code.
+    pub(super) fn refused(&self, code: &'static str) {
+        self.rejections.get_or_create(&[("code", code)]).inc();
+    }
+
+    fn encode(&self) -> Result<String, fmt::Error> {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
+        Ok(text)
+    }
+}
+
+/// Reads the chain's metrics from the store and the mempool at each scrape.
+struct ChainCollector {
+    store: Arc<Store>,
+    mempool: Arc<Mutex<Mempool>>,
+}
+
+impl fmt::Debug for ChainCollector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ChainCollector")
+    }
+}
+
+struct ChainValues {
+    height: u64,
+    head_time_ms: u64,
+    committed: u64,
+}
+
+impl ChainCollector {
+    fn read(&self) -> Result<ChainValues, String> {
+        let snapshot = self.store.snapshot().map_err(|error| error.to_string())?;
+        let height = snapshot.head_height().map_err(|error| error.to_string())?;
+        let state = snapshot.state(height);
+        let head = ledger_core::state::ledger_head(&ledger_core::state::Overlay::new(&state))
+            .map_err(|error| error.to_string())?;
+        Ok(ChainValues {
+            height,
+            head_time_ms: head.time_ms,
+            committed: head.frontier.size(),
+        })
+    }
+}
+
+impl Collector for ChainCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let values = self.read().map_err(|error| {
+            tracing::error!(%error, "metrics: reading the store failed");
+            fmt::Error
+        })?;
+        let mempool = self
+            .mempool
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len();
+        let gauges = [
+            ("ipledger_height", "The committed height", values.height),
+            (
+                "ipledger_head_time_ms",
+                "The head block's time, Unix milliseconds",
+                values.head_time_ms,
+            ),
+            (
+                "ipledger_mempool_transactions",
+                "Transactions waiting in the mempool",
+                mempool as u64,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let gauge = ConstGauge::new(value as i64);
+            let metric = encoder.encode_descriptor(name, help, None, gauge.metric_type())?;
+            gauge.encode(metric)?;
+        }
+        let committed = ConstCounter::new(values.committed);
+        let metric = encoder.encode_descriptor(
+            "ipledger_transactions_committed",
+            "Transactions committed since genesis",
+            None,
+            committed.metric_type(),
+        )?;
+        committed.encode(metric)
+    }
+}
+
+/// `GET /metrics`.
+pub(super) async fn metrics(State(state): State<ApiState>) -> Result<Response, ApiError> {
+    let text = blocking(move || {
+        state
+            .inner
+            .metrics
+            .encode()
+            .map_err(|_| ApiError::storage("encoding the metrics failed"))
+    })
+    .await?;
+    let mut response = text.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(METRICS_CONTENT_TYPE),
+    );
+    Ok(response)
+}

@@ -1,0 +1,326 @@
+//! The node's HTTP JSON API (axum).
+//!
+//! Clients submit signed transactions (admitted by [`crate::admission`] into the mempool), wait
+//! for their commit, fetch receipts that a court verifies offline, read blocks and certified
+//! headers, and read any state record with a proof against the head's certified state root.
+//! `GET /openapi.json` describes every route; `GET /metrics` serves Prometheus metrics.
+//!
+//! Errors are always `{"error": {"code": "<stable code>", "message": "..."}}`: 400 for a request
+//! that does not parse, 404 for something the node does not have, 413 for an oversize body or
+//! transaction, 422 for a rule refusal (the code is [`Rejection::code`]), 503 when the node is
+//! busy or its mempool full (with `Retry-After`), 500 when its storage fails.
+//!
+//! [`Rejection::code`]: ledger_core::rejection::Rejection::code
+
+mod asset_text;
+mod chain;
+mod error;
+mod metrics;
+mod openapi;
+mod state_query;
+mod transactions;
+
+pub use asset_text::{parse_asset_id, ParseAssetIdError};
+pub use chain::{BlockAnswer, StatusAnswer};
+pub use error::ApiError;
+pub use metrics::METRICS_CONTENT_TYPE;
+pub use openapi::OPENAPI_JSON;
+pub use state_query::StateAnswer;
+pub use transactions::{TxState, TxStatus};
+
+use crate::consensus::app::Committed;
+use crate::mempool::Mempool;
+use crate::store::Store;
+use anyhow::Context as _;
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::DefaultBodyLimit;
+use axum::handler::Handler;
+use axum::http::Method;
+use axum::routing::{on, MethodFilter, MethodRouter};
+use axum::Router;
+use ledger_core::genesis::Genesis;
+use ledger_core::tx::TX_BYTES_MAX;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, watch, Semaphore};
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower::ServiceBuilder;
+
+/// The largest request body: a transaction's JSON form. Hex and decimal JSON roughly double
+/// the canonical encoding's digests, keys and signatures, so four times [`TX_BYTES_MAX`] admits
+/// every transaction whose encoding fits, and the encoded size is then checked exactly.
+pub const BODY_BYTES_MAX: usize = 4 * TX_BYTES_MAX;
+/// How long any request except a waiting submission may take before the node answers 503.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long `POST /v1/transactions?wait=true` waits for the commit when no `timeout_ms` is given.
+pub const WAIT_TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
+/// The longest wait a client may ask for with `timeout_ms`.
+pub const WAIT_TIMEOUT_MAX: Duration = Duration::from_secs(60);
+/// The time limit of a submission: the longest wait plus time to admit the transaction.
+pub const SUBMIT_TIMEOUT: Duration = Duration::from_secs(WAIT_TIMEOUT_MAX.as_secs() + 10);
+/// The most requests served at once; further ones are refused at once with 503 `busy`.
+pub const CONCURRENT_REQUESTS_MAX: usize = 512;
+/// The most submissions waiting for their commit at once (each holds a request slot), kept
+/// below [`CONCURRENT_REQUESTS_MAX`] so waiting clients can never starve reads.
+pub const WAITERS_MAX: usize = 256;
+/// What `Retry-After` says, in seconds, when the node is busy or its mempool full.
+pub const RETRY_AFTER_SECS: u64 = 1;
+
+/// The node's clock, Unix milliseconds (the same function the consensus application uses).
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// Everything the handlers share. Cheap to clone.
+#[derive(Clone)]
+pub struct ApiState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<Store>,
+    genesis: Arc<Genesis>,
+    mempool: Arc<Mutex<Mempool>>,
+    committed: broadcast::Sender<Committed>,
+    clock_ms: Clock,
+    metrics: metrics::Metrics,
+    waiters: Arc<Semaphore>,
+    requests: Arc<Semaphore>,
+    shutdown: watch::Sender<bool>,
+}
+
+/// The API's load limits; [`ApiLimits::default`] has [`CONCURRENT_REQUESTS_MAX`] and
+/// [`WAITERS_MAX`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ApiLimits {
+    /// The most requests served at once; further ones are refused with 503 `busy`.
+    pub concurrent_requests: usize,
+    /// The most submissions waiting for their commit at once; keep it below
+    /// `concurrent_requests`, since each waiter holds a request slot.
+    pub waiters: usize,
+}
+
+impl Default for ApiLimits {
+    fn default() -> Self {
+        ApiLimits {
+            concurrent_requests: CONCURRENT_REQUESTS_MAX,
+            waiters: WAITERS_MAX,
+        }
+    }
+}
+
+impl ApiState {
+    /// The API over a node's store, genesis and mempool. `committed` is the runner's
+    /// announcement channel (`NodeHandle::committed`): waiting submissions subscribe to it.
+    pub fn new(
+        store: Arc<Store>,
+        genesis: Arc<Genesis>,
+        mempool: Arc<Mutex<Mempool>>,
+        committed: broadcast::Sender<Committed>,
+        clock_ms: Clock,
+    ) -> ApiState {
+        ApiState::with_limits(
+            store,
+            genesis,
+            mempool,
+            committed,
+            clock_ms,
+            ApiLimits::default(),
+        )
+    }
+
+    /// [`ApiState::new`] with other load limits.
+    pub fn with_limits(
+        store: Arc<Store>,
+        genesis: Arc<Genesis>,
+        mempool: Arc<Mutex<Mempool>>,
+        committed: broadcast::Sender<Committed>,
+        clock_ms: Clock,
+        limits: ApiLimits,
+    ) -> ApiState {
+        let metrics = metrics::Metrics::new(store.clone(), mempool.clone());
+        ApiState {
+            inner: Arc::new(Inner {
+                store,
+                genesis,
+                mempool,
+                committed,
+                clock_ms,
+                metrics,
+                waiters: Arc::new(Semaphore::new(limits.waiters)),
+                requests: Arc::new(Semaphore::new(limits.concurrent_requests)),
+                shutdown: watch::Sender::new(false),
+            }),
+        }
+    }
+
+    /// Tells every waiting submission to answer now (with status `pending`), so that a graceful
+    /// shutdown does not wait out their timeouts. [`serve_on`] calls it when its signal fires.
+    pub fn begin_shutdown(&self) {
+        self.inner.shutdown.send_replace(true);
+    }
+
+    fn store(&self) -> &Arc<Store> {
+        &self.inner.store
+    }
+
+    fn now_ms(&self) -> u64 {
+        (self.inner.clock_ms)()
+    }
+}
+
+/// One route: its method, its path (axum and OpenAPI syntax agree: `/v1/blocks/{height}`), its
+/// time limit and its handler.
+struct RouteEntry {
+    method: Method,
+    path: &'static str,
+    timeout: Duration,
+    handler: MethodRouter<ApiState>,
+}
+
+fn entry<H, T>(method: Method, path: &'static str, handler: H) -> RouteEntry
+where
+    H: Handler<T, ApiState>,
+    T: 'static,
+{
+    let filter = MethodFilter::try_from(method.clone()).expect("routes use standard methods");
+    RouteEntry {
+        method,
+        path,
+        timeout: REQUEST_TIMEOUT,
+        handler: on(filter, handler),
+    }
+}
+
+/// Every route, the one table both [`router`] and [`routes`] are built from.
+fn route_table() -> Vec<RouteEntry> {
+    use chain::*;
+    use state_query::*;
+    use transactions::*;
+    let get = || Method::GET;
+    vec![
+        RouteEntry {
+            timeout: SUBMIT_TIMEOUT,
+            ..entry(Method::POST, "/v1/transactions", submit)
+        },
+        entry(get(), "/v1/transactions/{id}", transaction),
+        entry(get(), "/v1/transactions/{id}/receipt", receipt),
+        entry(get(), "/v1/blocks/{height}", block),
+        entry(get(), "/v1/headers/latest", latest_header),
+        entry(get(), "/v1/headers/{height}", header),
+        entry(get(), "/v1/state/{key}", state_by_key),
+        entry(get(), "/v1/works/{content_hash}", work),
+        entry(get(), "/v1/assets/{asset}", asset),
+        entry(get(), "/v1/pledges/{id}", pledge),
+        entry(get(), "/v1/evidence/{hash}", evidence),
+        entry(get(), "/v1/parties/{id}", party),
+        entry(get(), "/v1/status", status),
+        entry(get(), "/metrics", metrics::metrics),
+        entry(get(), "/openapi.json", openapi::openapi),
+    ]
+}
+
+/// Every (method, path) the router serves; the OpenAPI test checks the document against it.
+pub fn routes() -> Vec<(Method, &'static str)> {
+    route_table()
+        .into_iter()
+        .map(|route| (route.method, route.path))
+        .collect()
+}
+
+/// The API's router with its limits: [`BODY_BYTES_MAX`], per-route time limits
+/// ([`REQUEST_TIMEOUT`], [`SUBMIT_TIMEOUT`] for submissions) and at most
+/// [`CONCURRENT_REQUESTS_MAX`] requests at once (load beyond that is shed with 503), counted
+/// across every router made from the same state.
+pub fn router(state: ApiState) -> Router {
+    let mut router = Router::new();
+    for route in route_table() {
+        let timeout = ServiceBuilder::new()
+            .layer(HandleErrorLayer::new(error::layer_error))
+            .timeout(route.timeout);
+        router = router.route(route.path, route.handler.layer(timeout));
+    }
+    let limits = ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(error::layer_error))
+        .load_shed()
+        .layer(GlobalConcurrencyLimitLayer::with_semaphore(
+            state.inner.requests.clone(),
+        ));
+    router
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
+        .layer(limits)
+        .with_state(state)
+}
+
+/// Serves the API on `listen` until SIGINT or SIGTERM, then shuts down gracefully (in-flight
+/// requests finish; waiting submissions answer `pending` at once).
+pub async fn serve(listen: SocketAddr, state: ApiState) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding the HTTP API to {listen}"))?;
+    serve_on(listener, state, shutdown_signal()).await
+}
+
+/// Serves the API on a bound listener until `shutdown` completes, then shuts down gracefully.
+/// For a node that owns its shutdown signal (and for tests on an ephemeral port).
+pub async fn serve_on(
+    listener: TcpListener,
+    state: ApiState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let address = listener
+        .local_addr()
+        .context("the API listener's address")?;
+    tracing::info!(%address, "HTTP API listening");
+    let app = router(state.clone());
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            state.begin_shutdown();
+        })
+        .await
+        .context("serving the HTTP API")
+}
+
+/// Completes on SIGINT, or SIGTERM on Unix.
+async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                terminate.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+}
+
+/// Runs blocking work (store reads, signature checks) off the async executor.
+async fn blocking<T, F>(work: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, ApiError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| ApiError::internal(format!("a worker task failed: {error}")))?
+}

@@ -1,0 +1,714 @@
+//! The application side of the consensus dialogue: answers every message of the engine.
+//!
+//! As proposer it builds a block from the mempool on the committed state and streams it in
+//! parts; as any validator it reassembles streamed blocks, checks them (signatures, time, full
+//! re-execution) before consensus votes, and commits a decided block durably before it tells the
+//! engine so. Every block comes into being through ledger-core's `BlockBuilder` or
+//! `execute_block`; this module only feeds them and persists their output.
+
+use super::certificate;
+use super::context::{
+    parts_sign_bytes, Address, BlockHash, Height, IpledgerContext, ProposalPart, ValidatorSet,
+    PART_BYTES_MAX,
+};
+use super::signing::{verify_bytes, ConsensusSigner};
+use crate::mempool::Mempool;
+use crate::store::Store;
+use anyhow::{bail, Context as _, Result};
+use bytes::Bytes;
+use ledger_core::block::Block;
+use ledger_core::crypto::Digest;
+use ledger_core::execute::{execute_block, BlockBuilder, BlockError, ExecutedBlock, Parent};
+use ledger_core::genesis::Genesis;
+use ledger_core::rejection::TxError;
+use ledger_core::rules::{BlockContext, VerifiedTx};
+use ledger_core::state::{Overlay, StateKey, ValidatorSchedule};
+use malachitebft_app_channel::app::engine::host::{HeightParams, Next, SyncedValueOutcome};
+use malachitebft_app_channel::app::streaming::{StreamContent, StreamId, StreamMessage};
+use malachitebft_app_channel::app::types::core::{LinearTimeouts, Round, Validity};
+use malachitebft_app_channel::app::types::sync::RawDecidedValue;
+use malachitebft_app_channel::app::types::{LocallyProposedValue, PeerId, ProposedValue};
+use malachitebft_app_channel::{AppMsg, Channels, NetworkMsg};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::broadcast;
+use tracing::{error, info, warn};
+
+/// The most partially received proposal streams kept at once.
+pub const PART_STREAMS_MAX: usize = 64;
+/// The most heights ahead of the committed one for which proposals are kept.
+pub const PENDING_HEIGHTS_AHEAD_MAX: u64 = 3;
+/// The most decided values served in one sync response.
+pub const SYNC_VALUES_PER_RESPONSE_MAX: u64 = 64;
+
+/// A committed block, announced to whoever waits for transactions to commit.
+#[derive(Clone, Debug)]
+pub struct Committed {
+    /// Its height.
+    pub height: u64,
+    /// The ids of its transactions.
+    pub tx_ids: Arc<Vec<Digest>>,
+}
+
+/// A block that was built or received and checked, waiting for consensus to decide it.
+struct Undecided {
+    executed: ExecutedBlock,
+    bytes: Bytes,
+}
+
+/// A block assembled from streamed parts, not yet checked against state.
+struct Assembled {
+    height: Height,
+    round: Round,
+    pol_round: Round,
+    proposer: Address,
+    bytes: Bytes,
+}
+
+#[derive(Default)]
+struct PartialStream {
+    parts: BTreeMap<u64, ProposalPart>,
+    fin_sequence: Option<u64>,
+    bytes: usize,
+}
+
+/// Everything the application keeps between engine messages.
+pub struct ConsensusApp {
+    ctx: IpledgerContext,
+    genesis: Arc<Genesis>,
+    store: Arc<Store>,
+    signer: Arc<ConsensusSigner>,
+    mempool: Arc<Mutex<Mempool>>,
+    committed: broadcast::Sender<Committed>,
+    clock_ms: Arc<dyn Fn() -> u64 + Send + Sync>,
+    undecided: HashMap<(Height, BlockHash), Undecided>,
+    streams: HashMap<(PeerId, StreamId), PartialStream>,
+    pending: Vec<Assembled>,
+    decided_without_block: Option<Height>,
+}
+
+impl ConsensusApp {
+    /// Wires the application to its store, mempool and clock.
+    pub fn new(
+        genesis: Arc<Genesis>,
+        store: Arc<Store>,
+        signer: Arc<ConsensusSigner>,
+        mempool: Arc<Mutex<Mempool>>,
+        committed: broadcast::Sender<Committed>,
+        clock_ms: Arc<dyn Fn() -> u64 + Send + Sync>,
+    ) -> ConsensusApp {
+        let ctx = IpledgerContext {
+            chain_id: genesis.chain_id.as_str().into(),
+        };
+        ConsensusApp {
+            ctx,
+            genesis,
+            store,
+            signer,
+            mempool,
+            committed,
+            clock_ms,
+            undecided: HashMap::new(),
+            streams: HashMap::new(),
+            pending: Vec::new(),
+            decided_without_block: None,
+        }
+    }
+
+    /// The consensus context.
+    pub fn context(&self) -> IpledgerContext {
+        self.ctx.clone()
+    }
+
+    /// Serves the engine until it stops. An error here (a failed durable write, a broken
+    /// invariant) stops the node: it must not vote on state it could not persist.
+    pub async fn run(mut self, channels: &mut Channels<IpledgerContext>) -> Result<()> {
+        while let Some(msg) = channels.consensus.recv().await {
+            self.handle(msg, channels).await?;
+        }
+        bail!("the consensus engine closed its channel")
+    }
+
+    async fn handle(
+        &mut self,
+        msg: AppMsg<IpledgerContext>,
+        channels: &mut Channels<IpledgerContext>,
+    ) -> Result<()> {
+        match msg {
+            AppMsg::ConsensusReady { reply } => {
+                let start = Height(self.store.head_height()? + 1);
+                info!(height = %start, "consensus ready");
+                let _ = reply.send((start, self.height_params(start)?));
+            }
+            AppMsg::StartedRound {
+                height,
+                round,
+                reply_value,
+                ..
+            } => {
+                let ready = self.take_pending(height, round)?;
+                let _ = reply_value.send(ready);
+            }
+            AppMsg::GetValue {
+                height,
+                round,
+                timeout,
+                reply,
+            } => {
+                let value = self.propose(height, round, timeout, channels).await?;
+                let _ = reply.send(value);
+            }
+            AppMsg::ExtendVote { reply, .. } => {
+                let _ = reply.send(None);
+            }
+            AppMsg::VerifyVoteExtensions {
+                extensions, reply, ..
+            } => {
+                // Extensions are disabled in every height's parameters; refuse any that appear.
+                let verdicts = extensions
+                    .into_iter()
+                    .map(|(address, ())| (address, Err(malachitebft_core_consensus::VoteExtensionError::InvalidVoteExtension)))
+                    .collect();
+                let _ = reply.send(verdicts);
+            }
+            AppMsg::RestreamProposal {
+                height,
+                round,
+                valid_round,
+                value_id,
+                ..
+            } => {
+                self.restream(height, round, valid_round, value_id, channels)
+                    .await?;
+            }
+            AppMsg::GetHistoryMinHeight { reply } => {
+                // A ledger keeps its whole history, and every height is served to syncing peers.
+                let _ = reply.send(Height(1));
+            }
+            AppMsg::ReceivedProposalPart {
+                from,
+                published_by,
+                part,
+                reply,
+            } => {
+                let value = self.receive_part(published_by.unwrap_or(from), part)?;
+                let _ = reply.send(value);
+            }
+            AppMsg::Decided {
+                certificate, reply, ..
+            } => {
+                self.commit(&certificate)?;
+                let _ = reply.send(());
+            }
+            AppMsg::Finalized {
+                certificate, reply, ..
+            } => {
+                let next = self.next_after(certificate.height)?;
+                let _ = reply.send(next);
+            }
+            AppMsg::GetDecidedValues { range, reply } => {
+                let values = self.decided_values(range.start().0, range.end().0)?;
+                let _ = reply.send(values);
+            }
+            AppMsg::ProcessSyncedValue {
+                height,
+                round,
+                proposer,
+                value_bytes,
+                reply,
+            } => {
+                let outcome = self.process_synced(height, round, proposer, value_bytes)?;
+                let _ = reply.send(outcome);
+            }
+        }
+        Ok(())
+    }
+
+    /// The validator set, timeouts and target block interval for `height`, read from the
+    /// committed state (governance may have changed the set).
+    fn height_params(&self, height: Height) -> Result<HeightParams<IpledgerContext>> {
+        let head = self.store.head_height()?;
+        let snapshot = self.store.snapshot()?;
+        let state = snapshot.state(head);
+        let schedule: ValidatorSchedule = Overlay::new(&state)
+            .get(&StateKey::ValidatorSchedule)?
+            .context("validator schedule missing from state")?;
+        let validators = schedule
+            .set_at(height.0)
+            .with_context(|| format!("no validator set for height {height}"))?;
+        let consensus = &self.genesis.consensus;
+        let timeouts = LinearTimeouts {
+            propose: Duration::from_millis(consensus.propose_timeout_ms),
+            prevote: Duration::from_millis(consensus.vote_timeout_ms),
+            precommit: Duration::from_millis(consensus.vote_timeout_ms),
+            rebroadcast: Duration::from_millis(
+                consensus.propose_timeout_ms + 2 * consensus.vote_timeout_ms,
+            ),
+            ..LinearTimeouts::default()
+        };
+        let interval = Duration::from_millis(consensus.block_interval_ms);
+        Ok(HeightParams::new(
+            ValidatorSet::from_ledger(validators),
+            timeouts,
+            Some(interval),
+        ))
+    }
+
+    /// The hash and certificate of the block before `height` (the genesis before height 1).
+    fn parent(&self, height: Height) -> Result<(Parent, u64)> {
+        if height.0 == 1 {
+            let parent = Parent {
+                hash: self.genesis.hash(),
+                certificate: None,
+            };
+            return Ok((parent, self.genesis.genesis_time_ms));
+        }
+        let previous = height.0 - 1;
+        let block = self
+            .store
+            .block(previous)?
+            .with_context(|| format!("block {previous} missing from store"))?;
+        let certificate = self
+            .store
+            .certificate(previous)?
+            .with_context(|| format!("certificate {previous} missing"))?;
+        let parent = Parent {
+            hash: block.header.hash(),
+            certificate: Some(certificate),
+        };
+        Ok((parent, block.header.time_ms))
+    }
+
+    async fn propose(
+        &mut self,
+        height: Height,
+        round: Round,
+        timeout: Duration,
+        channels: &mut Channels<IpledgerContext>,
+    ) -> Result<LocallyProposedValue<IpledgerContext>> {
+        let executed = self.build_block(height, std::time::Instant::now() + timeout / 2)?;
+        let hash = BlockHash::from(executed.block.header.hash());
+        let bytes = Bytes::from(executed.block.encode());
+        info!(%height, %round, txs = executed.block.txs.len(), %hash, "proposing");
+        self.publish_parts(height, round, Round::Nil, &bytes, channels)
+            .await?;
+        self.undecided
+            .insert((height, hash), Undecided { executed, bytes });
+        Ok(LocallyProposedValue::new(height, round, hash))
+    }
+
+    /// Builds the next block from the mempool on the committed state, stopping at the block
+    /// limits or at `deadline`; transactions the rules now refuse leave the mempool.
+    fn build_block(&self, height: Height, deadline: std::time::Instant) -> Result<ExecutedBlock> {
+        let (parent, previous_time) = self.parent(height)?;
+        let time_ms = (self.clock_ms)().max(previous_time + 1);
+        let head = self.store.head_height()?;
+        assert_eq!(
+            head + 1,
+            height.0,
+            "the engine asks for a value only at the next height"
+        );
+        let snapshot = self.store.snapshot()?;
+        let state = snapshot.state(head);
+        let mut builder = BlockBuilder::new(
+            &state,
+            BlockContext {
+                height: height.0,
+                time_ms,
+            },
+        )?;
+        let mut refused = HashSet::new();
+        {
+            let mempool = self.mempool.lock().expect("mempool lock");
+            for vtx in mempool.iter() {
+                if std::time::Instant::now() > deadline {
+                    break;
+                }
+                match builder.push(vtx) {
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    Err(TxError::Rejected(_)) => {
+                        refused.insert(vtx.id());
+                    }
+                    Err(TxError::Storage(error)) => return Err(error.into()),
+                }
+            }
+        }
+        self.mempool.lock().expect("mempool lock").remove(&refused);
+        Ok(builder.finish(&state, self.signer.address().public_key(), parent)?)
+    }
+
+    async fn publish_parts(
+        &self,
+        height: Height,
+        round: Round,
+        pol_round: Round,
+        bytes: &Bytes,
+        channels: &mut Channels<IpledgerContext>,
+    ) -> Result<()> {
+        let stream_id = stream_id(height, round);
+        let mut parts = vec![ProposalPart::Init {
+            height,
+            round,
+            pol_round,
+            proposer: self.signer.address(),
+            block_len: bytes.len() as u64,
+        }];
+        parts.extend(
+            bytes
+                .chunks(PART_BYTES_MAX)
+                .map(|chunk| ProposalPart::Data(chunk.to_vec())),
+        );
+        let bytes_hash = Digest::sha256(bytes);
+        let signature = self.signer.sign_bytes(&parts_sign_bytes(
+            &self.ctx.chain_id,
+            height,
+            round,
+            &bytes_hash,
+        ));
+        parts.push(ProposalPart::Fin(signature));
+        let count = parts.len() as u64;
+        for (sequence, part) in parts.into_iter().enumerate() {
+            let message = StreamMessage::new(
+                stream_id.clone(),
+                sequence as u64,
+                StreamContent::Data(part),
+            );
+            channels
+                .network
+                .send(NetworkMsg::PublishProposalPart(message))
+                .await?;
+        }
+        let end = StreamMessage::new(stream_id, count, StreamContent::Fin);
+        channels
+            .network
+            .send(NetworkMsg::PublishProposalPart(end))
+            .await?;
+        Ok(())
+    }
+
+    async fn restream(
+        &self,
+        height: Height,
+        round: Round,
+        valid_round: Round,
+        value_id: BlockHash,
+        channels: &mut Channels<IpledgerContext>,
+    ) -> Result<()> {
+        match self.undecided.get(&(height, value_id)) {
+            Some(undecided) => {
+                self.publish_parts(height, round, valid_round, &undecided.bytes, channels)
+                    .await
+            }
+            None => {
+                warn!(%height, %round, %value_id, "asked to restream a block this node does not hold");
+                Ok(())
+            }
+        }
+    }
+
+    /// Adds a streamed part; when its stream is complete, checks the block and returns the
+    /// proposed value for consensus.
+    fn receive_part(
+        &mut self,
+        peer: PeerId,
+        part: StreamMessage<ProposalPart>,
+    ) -> Result<Option<ProposedValue<IpledgerContext>>> {
+        let key = (peer, part.stream_id.clone());
+        if !self.streams.contains_key(&key) && self.streams.len() >= PART_STREAMS_MAX {
+            warn!("dropping a proposal part: {PART_STREAMS_MAX} streams already open");
+            return Ok(None);
+        }
+        let block_bytes_max = self.genesis.params.block_bytes_max as usize;
+        let stream = self.streams.entry(key.clone()).or_default();
+        match part.content {
+            StreamContent::Fin => stream.fin_sequence = Some(part.sequence),
+            StreamContent::Data(data) => {
+                stream.bytes += match &data {
+                    ProposalPart::Data(chunk) => chunk.len(),
+                    _ => 0,
+                };
+                stream.parts.insert(part.sequence, data);
+            }
+        }
+        if stream.bytes > block_bytes_max {
+            warn!("dropping a proposal stream larger than the block limit");
+            self.streams.remove(&key);
+            return Ok(None);
+        }
+        let complete = stream
+            .fin_sequence
+            .is_some_and(|fin| stream.parts.len() as u64 == fin);
+        if !complete {
+            return Ok(None);
+        }
+        let stream = self.streams.remove(&key).expect("present");
+        let Some(assembled) = self.assemble(stream) else {
+            return Ok(None);
+        };
+        let head = self.store.head_height()?;
+        if assembled.height.0 <= head || assembled.height.0 > head + PENDING_HEIGHTS_AHEAD_MAX {
+            return Ok(None);
+        }
+        if assembled.height.0 > head + 1 {
+            self.pending.push(assembled);
+            return Ok(None);
+        }
+        self.check_proposal(assembled).map(Some)
+    }
+
+    /// Puts a completed stream together and checks the proposer's closing signature.
+    fn assemble(&self, stream: PartialStream) -> Option<Assembled> {
+        let mut parts = stream.parts.into_values();
+        let Some(ProposalPart::Init {
+            height,
+            round,
+            pol_round,
+            proposer,
+            block_len,
+        }) = parts.next()
+        else {
+            warn!("dropping a proposal stream that does not open with Init");
+            return None;
+        };
+        let mut bytes =
+            Vec::with_capacity(block_len.min(self.genesis.params.block_bytes_max as u64) as usize);
+        let mut signature = None;
+        for part in parts {
+            match (part, signature) {
+                (ProposalPart::Data(chunk), None) => bytes.extend_from_slice(&chunk),
+                (ProposalPart::Fin(fin), None) => signature = Some(fin),
+                _ => {
+                    warn!(%height, %round, "dropping a malformed proposal stream");
+                    return None;
+                }
+            }
+        }
+        let bytes_hash = Digest::sha256(&bytes);
+        let signed = parts_sign_bytes(&self.ctx.chain_id, height, round, &bytes_hash);
+        let key = super::context::ConsensusPublicKey(proposer.0);
+        if !signature.is_some_and(|s| verify_bytes(&key, &signed, &s))
+            || bytes.len() as u64 != block_len
+        {
+            warn!(%height, %round, %proposer, "dropping a proposal stream with a bad signature or length");
+            return None;
+        }
+        Some(Assembled {
+            height,
+            round,
+            pol_round,
+            proposer,
+            bytes: Bytes::from(bytes),
+        })
+    }
+
+    /// Proposals that arrived early for `height`, now checked, to hand to the engine.
+    fn take_pending(
+        &mut self,
+        height: Height,
+        round: Round,
+    ) -> Result<Vec<ProposedValue<IpledgerContext>>> {
+        let (ready, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|a| a.height == height && a.round == round);
+        self.pending = later.into_iter().filter(|a| a.height > height).collect();
+        ready
+            .into_iter()
+            .map(|assembled| self.check_proposal(assembled))
+            .collect()
+    }
+
+    /// Checks a proposed block: decodes, proposer and time rules, signatures, full re-execution.
+    fn check_proposal(&mut self, assembled: Assembled) -> Result<ProposedValue<IpledgerContext>> {
+        let Assembled {
+            height,
+            round,
+            pol_round,
+            proposer,
+            bytes,
+        } = assembled;
+        let fresh = pol_round == Round::Nil;
+        let (validity, value) = match self.check_block(height, &bytes, Some(proposer), fresh)? {
+            Ok(executed) => {
+                let hash = BlockHash::from(executed.block.header.hash());
+                self.undecided
+                    .insert((height, hash), Undecided { executed, bytes });
+                (Validity::Valid, hash)
+            }
+            Err(reason) => {
+                warn!(%height, %round, %proposer, %reason, "invalid proposal: voting nil");
+                (Validity::Invalid, BlockHash::from(Digest::sha256(&bytes)))
+            }
+        };
+        Ok(ProposedValue {
+            height,
+            round,
+            valid_round: pol_round,
+            proposer,
+            value,
+            validity,
+        })
+    }
+
+    /// Checks a block against the committed state. The outer error is a local failure (stop
+    /// the node); the inner one says why the block is invalid.
+    fn check_block(
+        &self,
+        height: Height,
+        bytes: &[u8],
+        proposer: Option<Address>,
+        fresh: bool,
+    ) -> Result<std::result::Result<ExecutedBlock, String>> {
+        let block = match Block::decode(bytes) {
+            Ok(block) => block,
+            Err(error) => return Ok(Err(format!("undecodable block: {error}"))),
+        };
+        if block.header.height != height.0 {
+            return Ok(Err(format!(
+                "block says height {}, proposed for {height}",
+                block.header.height
+            )));
+        }
+        if proposer.is_some_and(|p| p.public_key() != block.header.proposer) {
+            return Ok(Err("header proposer is not the streaming proposer".into()));
+        }
+        let skew = self.genesis.consensus.clock_skew_max_ms;
+        let now = (self.clock_ms)();
+        if fresh && block.header.time_ms.abs_diff(now) > skew {
+            return Ok(Err(format!(
+                "block time {} is more than {skew} ms from local time {now}",
+                block.header.time_ms
+            )));
+        }
+        let verified: std::result::Result<Vec<VerifiedTx>, _> =
+            VerifiedTx::verify_many(block.txs.clone())
+                .into_iter()
+                .collect();
+        let verified = match verified {
+            Ok(verified) => verified,
+            Err(rejection) => {
+                return Ok(Err(format!("a transaction signature fails: {rejection}")))
+            }
+        };
+        let (parent, _) = self.parent(height)?;
+        let head = self.store.head_height()?;
+        let snapshot = self.store.snapshot()?;
+        let state = snapshot.state(head);
+        match execute_block(&state, &block, &verified, parent.hash) {
+            Ok(executed) => Ok(Ok(executed)),
+            Err(BlockError::Storage(error)) => Err(error.into()),
+            Err(invalid) => Ok(Err(invalid.to_string())),
+        }
+    }
+
+    /// Commits the decided block, durably, with the decided certificate.
+    fn commit(
+        &mut self,
+        certificate: &malachitebft_app_channel::app::types::core::CommitCertificate<
+            IpledgerContext,
+        >,
+    ) -> Result<()> {
+        let height = certificate.height;
+        let Some(undecided) = self.undecided.remove(&(height, certificate.value_id)) else {
+            error!(%height, value = %certificate.value_id, "decided a block this node does not hold; will restart the height and sync it");
+            self.decided_without_block = Some(height);
+            return Ok(());
+        };
+        let ledger_certificate = certificate::to_ledger(certificate);
+        self.store
+            .commit_block(&undecided.executed, &ledger_certificate)
+            .with_context(|| format!("durable commit of block {height} failed"))?;
+        let tx_ids: Vec<Digest> = undecided
+            .executed
+            .block
+            .txs
+            .iter()
+            .map(|tx| tx.id())
+            .collect();
+        self.mempool
+            .lock()
+            .expect("mempool lock")
+            .remove(&tx_ids.iter().copied().collect());
+        self.undecided.retain(|(h, _), _| *h > height);
+        info!(%height, txs = tx_ids.len(), "committed");
+        // Nobody listening is fine: the API subscribes only while a client waits.
+        let _ = self.committed.send(Committed {
+            height: height.0,
+            tx_ids: Arc::new(tx_ids),
+        });
+        Ok(())
+    }
+
+    fn next_after(&mut self, height: Height) -> Result<Next<IpledgerContext>> {
+        if self.decided_without_block.take() == Some(height) {
+            return Ok(Next::Restart(height, self.height_params(height)?));
+        }
+        let next = Height(height.0 + 1);
+        Ok(Next::Start(next, self.height_params(next)?))
+    }
+
+    fn decided_values(
+        &self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<RawDecidedValue<IpledgerContext>>> {
+        let end = end
+            .min(self.store.head_height()?)
+            .min(start.saturating_add(SYNC_VALUES_PER_RESPONSE_MAX - 1));
+        let mut values = Vec::new();
+        for height in start..=end {
+            let (Some(block), Some(certificate)) =
+                (self.store.block(height)?, self.store.certificate(height)?)
+            else {
+                bail!("committed height {height} is missing its block or certificate");
+            };
+            values.push(RawDecidedValue::new(
+                Bytes::from(block.encode()),
+                certificate::to_engine(&certificate),
+            ));
+        }
+        Ok(values)
+    }
+
+    fn process_synced(
+        &mut self,
+        height: Height,
+        round: Round,
+        proposer: Address,
+        value_bytes: Bytes,
+    ) -> Result<SyncedValueOutcome<IpledgerContext>> {
+        // A synced block was decided long ago: only monotonic time is checked, not the skew.
+        match self.check_block(height, &value_bytes, None, false)? {
+            Ok(executed) => {
+                let hash = BlockHash::from(executed.block.header.hash());
+                self.undecided.insert(
+                    (height, hash),
+                    Undecided {
+                        executed,
+                        bytes: value_bytes,
+                    },
+                );
+                let value = ProposedValue {
+                    height,
+                    round,
+                    valid_round: Round::Nil,
+                    proposer,
+                    value: hash,
+                    validity: Validity::Valid,
+                };
+                Ok(SyncedValueOutcome::Verdict(value))
+            }
+            Err(reason) => {
+                warn!(%height, %reason, "synced block is invalid");
+                Ok(SyncedValueOutcome::PeerFault)
+            }
+        }
+    }
+}
+
+fn stream_id(height: Height, round: Round) -> StreamId {
+    let mut bytes = height.0.to_be_bytes().to_vec();
+    bytes.extend_from_slice(&round.as_i64().to_be_bytes());
+    StreamId::new(Bytes::from(bytes))
+}

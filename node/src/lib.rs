@@ -1,0 +1,8 @@
+//! The ipledger node: consensus, storage and API around ledger-core.
+
+pub mod admission;
+pub mod api;
+pub mod consensus;
+pub mod mempool;
+pub mod runner;
+pub mod store;

@@ -1,0 +1,392 @@
+//! The full check behind `ipledger-node verify-store`: re-execute the chain from genesis in
+//! memory and compare every stored record with what execution wrote.
+
+use super::error::{corrupt, DbContext, StoreError};
+use super::head::{check_block_body, check_genesis, check_head_pointer};
+use super::index::owner_changes;
+use super::snapshot::{key_height, Snapshot};
+use super::tables::{decode_node, name, node_key_path, META_GENESIS};
+use ledger_core::block::Block;
+use ledger_core::crypto::Digest;
+use ledger_core::encoding;
+use ledger_core::execute::{execute_block, execute_genesis};
+use ledger_core::genesis::Genesis;
+use ledger_core::merkle::{empty_root, LedgerFrontier, MemoryMerkleStore};
+use ledger_core::rules::VerifiedTx;
+use ledger_core::state::{Overlay, StateKey, ValidatorSchedule};
+use ledger_core::state_tree::{MemoryStateStore, StateTree, StateTreeUpdate};
+use ledger_core::types::{AssetId, PartyId};
+use redb::{ReadableTable, ReadableTableMetadata};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// What [`super::Store::verify_chain`] checked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct VerifyReport {
+    /// Blocks re-executed (heights 1 to the head).
+    pub heights_checked: u64,
+    /// Transactions re-executed.
+    pub transactions: u64,
+    /// The head's block hash (the genesis hash at height 0).
+    pub head_hash: Digest,
+    /// The state root at the head.
+    pub state_root: Digest,
+    /// Leaves of the ledger-wide tree at the head.
+    pub ledger_size: u64,
+    /// State-tree nodes compared with re-execution's.
+    pub state_nodes: u64,
+    /// State values (and deletion markers) compared with re-execution's.
+    pub state_values: u64,
+    /// Ledger-tree nodes compared with re-execution's.
+    pub ledger_nodes: u64,
+}
+
+/// What re-execution wrote, to compare with what the tables hold.
+#[derive(Default)]
+struct Expected {
+    nodes: u64,
+    values: u64,
+    stale: u64,
+    ledger_nodes: u64,
+    transactions: u64,
+    validator_changes: u64,
+    owners: BTreeMap<AssetId, PartyId>,
+}
+
+/// Re-executes the chain from genesis; see [`super::Store::verify_chain`].
+pub(crate) fn verify_chain(snapshot: &Snapshot) -> Result<VerifyReport, StoreError> {
+    let at_genesis = |error: StoreError| StoreError::ChainInvalid {
+        height: 0,
+        problem: error.to_string(),
+    };
+    let genesis = check_genesis(snapshot).map_err(at_genesis)?;
+    let head = snapshot.head_height()?;
+    check_head_pointer(snapshot, head).map_err(at_genesis)?;
+    let mut memory = MemoryStateStore::new();
+    let mut merkle = MemoryMerkleStore::default();
+    let mut expected = Expected::default();
+    let (_, update) = execute_genesis(&StateTree::new(&memory, None), &genesis)
+        .map_err(|error| at_genesis(corrupt(name::META, META_GENESIS, error.to_string())))?;
+    compare_update(snapshot, &update, &mut expected).map_err(at_genesis)?;
+    memory.write(&update);
+    let mut parent_hash = genesis.hash();
+    for height in 1..=head {
+        let at_height = |error: StoreError| match error {
+            StoreError::ChainInvalid { .. } => error,
+            error => StoreError::ChainInvalid {
+                height,
+                problem: error.to_string(),
+            },
+        };
+        parent_hash = verify_height(
+            snapshot,
+            &genesis,
+            height,
+            parent_hash,
+            &mut memory,
+            &mut merkle,
+            &mut expected,
+        )
+        .map_err(at_height)?;
+    }
+    let at_head = |error: StoreError| StoreError::ChainInvalid {
+        height: head,
+        problem: error.to_string(),
+    };
+    check_counts(snapshot, head, &expected).map_err(at_head)?;
+    check_owner_index(snapshot, &expected.owners).map_err(at_head)?;
+    let state_root = StateTree::new(&memory, Some(head))
+        .root()
+        .map_err(|error| {
+            at_head(StoreError::State {
+                version: head,
+                error,
+            })
+        })?;
+    let ledger_size = expected.transactions;
+    let frontier = LedgerFrontier::from_nodes(&merkle, ledger_size)
+        .map_err(|error| at_head(corrupt(name::LEDGER_NODES, "-", error.to_string())))?;
+    let head_root = match head {
+        0 => empty_root(),
+        _ => {
+            snapshot
+                .required_header(head)
+                .map_err(at_head)?
+                .header
+                .ledger_root
+        }
+    };
+    if frontier.root() != head_root {
+        return Err(at_head(corrupt(
+            name::LEDGER_NODES,
+            "-",
+            format!(
+                "re-executed ledger root {} != head ledger_root {head_root}",
+                frontier.root()
+            ),
+        )));
+    }
+    Ok(VerifyReport {
+        heights_checked: head,
+        transactions: expected.transactions,
+        head_hash: parent_hash,
+        state_root,
+        ledger_size,
+        state_nodes: expected.nodes,
+        state_values: expected.values,
+        ledger_nodes: expected.ledger_nodes,
+    })
+}
+
+/// Re-executes block `height` on `memory` and compares everything stored for it. Returns the
+/// block's hash.
+fn verify_height(
+    snapshot: &Snapshot,
+    genesis: &Genesis,
+    height: u64,
+    parent_hash: Digest,
+    memory: &mut MemoryStateStore,
+    merkle: &mut MemoryMerkleStore,
+    expected: &mut Expected,
+) -> Result<Digest, StoreError> {
+    let invalid = |problem: String| StoreError::ChainInvalid { height, problem };
+    let stored = snapshot.required_header(height)?;
+    let block: Block = snapshot
+        .block(height)?
+        .ok_or_else(|| corrupt(name::BLOCKS, key_height(height), "missing"))?;
+    check_block_body(height, &block, &stored.header)?;
+    if block.header.prev_block_hash != parent_hash {
+        return Err(invalid(format!(
+            "prev_block_hash {} != hash {parent_hash} of height {}",
+            block.header.prev_block_hash,
+            height - 1
+        )));
+    }
+    let mut verified = Vec::with_capacity(block.txs.len());
+    for (index, result) in VerifiedTx::verify_many(block.txs.clone())
+        .into_iter()
+        .enumerate()
+    {
+        let vtx = result.map_err(|rejection| {
+            invalid(format!(
+                "transaction {index} ({}): {rejection}",
+                block.txs[index].id()
+            ))
+        })?;
+        verified.push(vtx);
+    }
+    let before = StateTree::new(&*memory, Some(height - 1));
+    let executed = execute_block(&before, &block, &verified, parent_hash)
+        .map_err(|error| invalid(format!("re-execution refuses the block: {error}")))?;
+    if executed.block != block {
+        return Err(invalid("re-execution produced a different block".into()));
+    }
+    let schedule: ValidatorSchedule = Overlay::new(&before)
+        .get(&StateKey::ValidatorSchedule)
+        .ok()
+        .flatten()
+        .ok_or_else(|| invalid("no validator schedule in the re-executed state".into()))?;
+    let validators = schedule
+        .set_at(height)
+        .ok_or_else(|| invalid(format!("no validator set for height {height}")))?;
+    let certificate = snapshot.required_certificate(height)?;
+    certificate
+        .verify(&genesis.chain_id, height, &stored.hash, validators)
+        .map_err(|error| {
+            corrupt(
+                name::CERTIFICATES,
+                key_height(height),
+                format!("does not certify block {}: {error}", stored.hash),
+            )
+        })?;
+    compare_update(snapshot, &executed.state_update, expected)?;
+    for node in &executed.ledger_nodes {
+        let key = format!("level {}, index {}", node.level, node.index);
+        match snapshot.ledger_node(node.level, node.index)? {
+            Some(hash) if hash == node.hash => {}
+            other => {
+                return Err(corrupt(
+                    name::LEDGER_NODES,
+                    key,
+                    format!("stored {other:?} != re-executed {}", node.hash),
+                ))
+            }
+        }
+    }
+    expected.ledger_nodes += executed.ledger_nodes.len() as u64;
+    let first_leaf = block.header.ledger_size - executed.leaves.len() as u64;
+    for (index, leaf) in executed.leaves.iter().enumerate() {
+        let id = leaf.tx.id();
+        let location = snapshot.tx_location(&id)?;
+        let want = (height, index as u32, first_leaf + index as u64);
+        if location.map(|l| (l.height, l.index_in_block, l.ledger_index)) != Some(want) {
+            return Err(corrupt(
+                name::TX_INDEX,
+                format!("tx {id}"),
+                format!("stored {location:?} != re-executed {want:?}"),
+            ));
+        }
+    }
+    expected.transactions += executed.leaves.len() as u64;
+    let announces = block.header.next_validator_set_hash != block.header.validator_set_hash;
+    expected.validator_changes += u64::from(announces);
+    for change in owner_changes(&before, &executed.state_update, height, &executed.leaves).map_err(
+        |error| StoreError::State {
+            version: height - 1,
+            error,
+        },
+    )? {
+        expected.owners.insert(change.asset, change.to);
+    }
+    memory.write(&executed.state_update);
+    merkle.insert(&executed.ledger_nodes);
+    Ok(stored.hash)
+}
+
+/// Every node, value and stale entry of one re-executed version is stored exactly.
+fn compare_update(
+    snapshot: &Snapshot,
+    update: &StateTreeUpdate,
+    expected: &mut Expected,
+) -> Result<(), StoreError> {
+    for (node_key, node) in update.nodes() {
+        let path = node_key_path(node_key);
+        let stored = snapshot
+            .nodes
+            .get((node_key.version(), path.as_slice()))
+            .db("reading table state_nodes")?;
+        let stored = stored
+            .map(|guard| decode_node(guard.value(), node_key))
+            .transpose()?;
+        if stored.as_ref() != Some(node) {
+            return Err(corrupt(
+                name::STATE_NODES,
+                format!("node {node_key:?}"),
+                "stored node differs from re-execution's",
+            ));
+        }
+    }
+    for ((version, key_hash), value) in update.values() {
+        let stored = snapshot
+            .values
+            .get((key_hash.0, *version))
+            .db("reading table state_values")?;
+        let stored = stored.map(|guard| guard.value().map(<[u8]>::to_vec));
+        if stored.as_ref() != Some(value) {
+            return Err(corrupt(
+                name::STATE_VALUES,
+                format!("key hash {}, version {version}", hex::encode(key_hash.0)),
+                "stored value differs from re-execution's",
+            ));
+        }
+    }
+    for entry in update.stale_nodes() {
+        if !snapshot.has_stale(entry.stale_since_version, &entry.node_key)? {
+            return Err(corrupt(
+                name::STATE_STALE,
+                format!(
+                    "stale since {}, node {:?}",
+                    entry.stale_since_version, entry.node_key
+                ),
+                "missing",
+            ));
+        }
+    }
+    expected.nodes += update.nodes().len() as u64;
+    expected.values += update.values().len() as u64;
+    expected.stale += update.stale_nodes().len() as u64;
+    Ok(())
+}
+
+/// No table holds entries that re-execution did not write.
+fn check_counts(snapshot: &Snapshot, head: u64, expected: &Expected) -> Result<(), StoreError> {
+    fn count<K: redb::Key + 'static, V: redb::Value + 'static>(
+        table: &redb::ReadOnlyTable<K, V>,
+        name: &'static str,
+    ) -> Result<u64, StoreError> {
+        table.len().db(&format!("counting table {name}"))
+    }
+    let counts = [
+        (
+            name::STATE_NODES,
+            count(&snapshot.nodes, name::STATE_NODES)?,
+            expected.nodes,
+        ),
+        (
+            name::STATE_VALUES,
+            count(&snapshot.values, name::STATE_VALUES)?,
+            expected.values,
+        ),
+        (
+            name::STATE_STALE,
+            count(&snapshot.stale, name::STATE_STALE)?,
+            expected.stale,
+        ),
+        (
+            name::LEDGER_NODES,
+            count(&snapshot.ledger, name::LEDGER_NODES)?,
+            expected.ledger_nodes,
+        ),
+        (
+            name::TX_INDEX,
+            count(&snapshot.tx_index, name::TX_INDEX)?,
+            expected.transactions,
+        ),
+        (name::BLOCKS, count(&snapshot.blocks, name::BLOCKS)?, head),
+        (
+            name::HEADERS,
+            count(&snapshot.headers, name::HEADERS)?,
+            head,
+        ),
+        (
+            name::CERTIFICATES,
+            count(&snapshot.certificates, name::CERTIFICATES)?,
+            head,
+        ),
+        (
+            name::VALIDATOR_CHANGES,
+            count(&snapshot.validator_changes, name::VALIDATOR_CHANGES)?,
+            expected.validator_changes,
+        ),
+    ];
+    for (table, stored, wanted) in counts {
+        if stored != wanted {
+            return Err(corrupt(
+                table,
+                "-",
+                format!("holds {stored} entries, re-execution wrote {wanted}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The assets-by-owner table is exactly the owners re-execution derived.
+fn check_owner_index(
+    snapshot: &Snapshot,
+    owners: &BTreeMap<AssetId, PartyId>,
+) -> Result<(), StoreError> {
+    let wanted: BTreeSet<(Vec<u8>, Vec<u8>)> = owners
+        .iter()
+        .map(|(asset, owner)| (encoding::encode(owner), encoding::encode(asset)))
+        .collect();
+    let mut stored = BTreeSet::new();
+    for entry in snapshot.assets.iter().db("reading table assets_by_owner")? {
+        let (key, _) = entry.db("reading table assets_by_owner")?;
+        let (owner, asset) = key.value();
+        stored.insert((owner.to_vec(), asset.to_vec()));
+    }
+    if let Some((owner, asset)) = stored.symmetric_difference(&wanted).next() {
+        let side = if stored.contains(&(owner.clone(), asset.clone())) {
+            "stored but not derived by re-execution"
+        } else {
+            "derived by re-execution but not stored"
+        };
+        return Err(corrupt(
+            name::ASSETS_BY_OWNER,
+            format!("owner {}, asset {}", hex::encode(owner), hex::encode(asset)),
+            side,
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,465 @@
+//! The store commits real blocks, serves what the in-memory test chain serves (headers, state,
+//! proofs, receipts), survives reopening, and refuses what does not follow its head.
+
+mod store_common;
+use ipledger_node::store::{Store, StoreError, TxLocation};
+use ledger_core::block::CommitCertificate;
+use ledger_core::crypto::Digest;
+use ledger_core::execute::execute_block;
+use ledger_core::merkle::{inclusion_proof, MerkleNodeReader};
+use ledger_core::receipt::verify_receipt;
+use ledger_core::rules::VerifiedTx;
+use ledger_core::state::{AssetRecord, Overlay, StateKey};
+use ledger_core::state_tree::StateTree;
+use ledger_core::testkit::{test_genesis, TestChain};
+use std::time::Instant;
+use store_common::*;
+
+#[test]
+fn committed_blocks_match_the_test_chain_and_receipts_verify_across_a_validator_change() {
+    let (chain, change_height) = busy_chain();
+    let (_dir, _path, store) = new_store(&chain);
+    let started = Instant::now();
+    commit_all(&store, &chain);
+    eprintln!(
+        "committed {} blocks in {:?} ({:?} per block)",
+        chain.height(),
+        started.elapsed(),
+        started.elapsed() / chain.height() as u32
+    );
+    assert_eq!(store.head_height().unwrap(), chain.height());
+    let snapshot = store.snapshot().unwrap();
+    for (index, block) in chain.blocks.iter().enumerate() {
+        let height = index as u64 + 1;
+        assert_eq!(store.block(height).unwrap().as_ref(), Some(block));
+        assert_eq!(
+            snapshot.header(height).unwrap().as_ref(),
+            Some(&block.header)
+        );
+        assert_eq!(
+            store.certificate(height).unwrap().as_ref(),
+            Some(&chain.certificates[index])
+        );
+        let root = snapshot.state(height).root().unwrap();
+        assert_eq!(root, block.header.state_root, "state root at {height}");
+    }
+    assert_eq!(
+        chain.validator_changes().len(),
+        1,
+        "the chain changed validators once"
+    );
+    let mut ledger_index = 0u64;
+    for block in &chain.blocks {
+        for (index_in_block, tx) in block.txs.iter().enumerate() {
+            let id = tx.id();
+            assert_eq!(
+                store.tx_location(&id).unwrap(),
+                Some(TxLocation {
+                    height: block.header.height,
+                    index_in_block: index_in_block as u32,
+                    ledger_index,
+                })
+            );
+            let receipt = store.receipt(&id).unwrap().expect("receipt");
+            assert_eq!(
+                receipt,
+                chain.receipt(ledger_index),
+                "the store's receipt is the test chain's"
+            );
+            assert_eq!(receipt.validator_changes.len(), 1);
+            assert_eq!(
+                receipt.validator_changes[0].certified.header.height,
+                change_height
+            );
+            let verified = verify_receipt(&receipt, &chain.genesis).expect("receipt verifies");
+            assert_eq!(verified.tx_id, id);
+            assert_eq!(verified.height, block.header.height);
+            assert_eq!(verified.certified_height, chain.height());
+            ledger_index += 1;
+        }
+    }
+    assert_eq!(ledger_index, chain.leaf_count);
+}
+
+#[test]
+fn receipts_before_any_validator_change_carry_none() {
+    let mut chain = TestChain::new(1);
+    let tx = attest(&mut chain, b"solo");
+    let id = tx.id();
+    chain.apply(tx).unwrap();
+    chain.commit(Vec::new());
+    let (_dir, _path, store) = new_store(&chain);
+    commit_all(&store, &chain);
+    let receipt = store.receipt(&id).unwrap().unwrap();
+    assert!(receipt.validator_changes.is_empty());
+    assert_eq!(receipt.certified.header.height, 2);
+    verify_receipt(&receipt, &chain.genesis).expect("receipt verifies");
+}
+
+#[test]
+fn state_reads_and_proofs_equal_the_test_chain_at_every_version() {
+    let (chain, _) = busy_chain();
+    let (_dir, _path, store) = new_store(&chain);
+    commit_all(&store, &chain);
+    let snapshot = store.snapshot().unwrap();
+    let keys = [
+        StateKey::Chain,
+        StateKey::LedgerHead,
+        StateKey::ValidatorSchedule,
+        StateKey::Party("alice".into()),
+        StateKey::Party("bank-c".into()),
+        StateKey::Asset(work("song")),
+        StateKey::Asset(work("never")),
+    ];
+    for version in 0..=chain.height() {
+        let ours = snapshot.state(version);
+        let theirs = StateTree::new(&chain.state_store, Some(version));
+        assert_eq!(ours.root().unwrap(), theirs.root().unwrap());
+        for key in &keys {
+            let key = key.encode();
+            assert_eq!(ours.get(&key).unwrap(), theirs.get(&key).unwrap());
+            assert_eq!(ours.prove(&key).unwrap(), theirs.prove(&key).unwrap());
+        }
+    }
+    let size = chain.leaf_count;
+    for level in 0..4u8 {
+        for index in 0..(size >> level) {
+            assert_eq!(
+                MerkleNodeReader::node(&snapshot, level, index).unwrap(),
+                chain.merkle_store.node(level, index).unwrap()
+            );
+        }
+    }
+    for leaf in 0..size {
+        assert_eq!(
+            inclusion_proof(&snapshot, leaf, size).unwrap(),
+            inclusion_proof(&chain.merkle_store, leaf, size).unwrap()
+        );
+    }
+}
+
+#[test]
+fn deletions_are_stored_as_markers_and_read_as_absent() {
+    // Seen transaction ids are deleted once they expire (valid_until is 50 heights ahead).
+    let mut chain = TestChain::new(1);
+    let tx = attest(&mut chain, b"expires");
+    let id = tx.id();
+    let valid_until = tx.body.valid_until;
+    chain.apply(tx).unwrap();
+    while chain.height() <= valid_until + 1 {
+        chain.commit(Vec::new());
+    }
+    let (_dir, _path, store) = new_store(&chain);
+    commit_all(&store, &chain);
+    let snapshot = store.snapshot().unwrap();
+    let key = StateKey::SeenTx(id).encode();
+    assert!(snapshot.state(1).get(&key).unwrap().is_some());
+    assert_eq!(snapshot.state(chain.height()).get(&key).unwrap(), None);
+    let theirs = StateTree::new(&chain.state_store, Some(chain.height()));
+    assert_eq!(
+        snapshot.state(chain.height()).prove(&key).unwrap(),
+        theirs.prove(&key).unwrap()
+    );
+    let deleted_at = (1..=chain.height())
+        .find(|&v| snapshot.state(v).get(&key).unwrap().is_none())
+        .unwrap();
+    assert!(deleted_at > 1 && deleted_at <= valid_until + 1);
+    store.verify_chain().expect("the chain verifies");
+}
+
+#[test]
+fn reopening_after_drop_keeps_everything_and_checks_the_head() {
+    let (chain, _) = busy_chain();
+    let (_dir, path, store) = new_store(&chain);
+    let half = chain.height() / 2;
+    for height in 1..=half {
+        commit_height(&store, &chain, height);
+    }
+    drop(store);
+    let started = Instant::now();
+    let store = Store::open(&path).expect("reopens");
+    eprintln!("reopened at height {half} in {:?}", started.elapsed());
+    assert_eq!(store.head_height().unwrap(), half);
+    assert_eq!(store.genesis().unwrap(), chain.genesis);
+    store
+        .init_genesis(&chain.genesis)
+        .expect("same genesis again");
+    commit_all(&store, &chain);
+    store.close().expect("closes cleanly");
+    let store = Store::open(&path).expect("reopens");
+    assert_eq!(store.head_height().unwrap(), chain.height());
+    for (index, block) in chain.blocks.iter().enumerate() {
+        assert_eq!(store.block(index as u64 + 1).unwrap().as_ref(), Some(block));
+    }
+    let last = chain.blocks.last().unwrap().txs.last().unwrap().id();
+    let receipt = store.receipt(&last).unwrap().unwrap();
+    verify_receipt(&receipt, &chain.genesis).expect("receipt verifies after reopening");
+    let started = Instant::now();
+    let report = store.verify_chain().expect("the chain verifies");
+    eprintln!("verify_chain: {report:?} in {:?}", started.elapsed());
+    assert_eq!(report.heights_checked, chain.height());
+    assert_eq!(report.transactions, chain.leaf_count);
+    assert_eq!(report.ledger_size, chain.leaf_count);
+    assert_eq!(report.head_hash, chain.blocks.last().unwrap().header.hash());
+    assert_eq!(
+        report.state_root,
+        chain.blocks.last().unwrap().header.state_root
+    );
+}
+
+#[test]
+fn a_store_with_only_genesis_reopens_and_verifies() {
+    let chain = TestChain::new(4);
+    let (_dir, path, store) = new_store(&chain);
+    assert_eq!(store.head_height().unwrap(), 0);
+    drop(store);
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.head_height().unwrap(), 0);
+    let report = store.verify_chain().unwrap();
+    assert_eq!((report.heights_checked, report.transactions), (0, 0));
+    assert_eq!(report.head_hash, chain.genesis.hash());
+}
+
+#[test]
+fn init_genesis_is_idempotent_and_refuses_another_genesis() {
+    let chain = TestChain::new(4);
+    let (_dir, path, store) = new_store(&chain);
+    store.init_genesis(&chain.genesis).expect("idempotent");
+    let other = test_genesis(3);
+    match store.init_genesis(&other) {
+        Err(StoreError::GenesisMismatch { stored, given }) => {
+            assert_eq!((stored, given), (chain.genesis.hash(), other.hash()));
+        }
+        other => panic!("expected GenesisMismatch, got {other:?}"),
+    }
+    drop(store);
+    let store = Store::open(&path).unwrap();
+    assert!(matches!(
+        store.init_genesis(&other),
+        Err(StoreError::GenesisMismatch { .. })
+    ));
+    assert_eq!(store.genesis().unwrap(), chain.genesis);
+
+    let dir = tempfile::tempdir().unwrap();
+    let fresh = Store::open(&dir.path().join("fresh.redb")).unwrap();
+    assert!(matches!(fresh.head_height(), Err(StoreError::NoGenesis)));
+    let mut invalid = test_genesis(1);
+    invalid.chain_id = String::new();
+    assert!(matches!(
+        fresh.init_genesis(&invalid),
+        Err(StoreError::InvalidGenesis(_))
+    ));
+    assert!(matches!(fresh.genesis(), Err(StoreError::NoGenesis)));
+}
+
+#[test]
+fn lookups_answer_none_for_what_was_never_committed() {
+    let (chain, _) = busy_chain();
+    let (_dir, _path, store) = new_store(&chain);
+    commit_all(&store, &chain);
+    let head = chain.height();
+    assert!(store.block(head + 1).unwrap().is_none());
+    assert!(store.block(0).unwrap().is_none());
+    assert!(store.certificate(head + 1).unwrap().is_none());
+    let unknown = Digest::sha256(b"never committed");
+    assert_eq!(store.tx_location(&unknown).unwrap(), None);
+    assert_eq!(store.receipt(&unknown).unwrap(), None);
+}
+
+#[test]
+fn assets_by_owner_follow_registrations_and_transfers() {
+    let (chain, _) = busy_chain();
+    let (_dir, _path, store) = new_store(&chain);
+    commit_all(&store, &chain);
+    let alice = store.assets_of(&"alice".into(), None, 100).unwrap();
+    let bob = store.assets_of(&"bob".into(), None, 100).unwrap();
+    assert_eq!(alice, vec![work("novel")]);
+    let mut expected_bob = vec![work("film"), work("song")];
+    expected_bob.sort_by_key(ledger_core::encoding::encode);
+    assert_eq!(bob, expected_bob);
+    let first = store.assets_of(&"bob".into(), None, 1).unwrap();
+    let rest = store.assets_of(&"bob".into(), first.first(), 100).unwrap();
+    assert_eq!([first, rest].concat(), expected_bob);
+    assert!(store
+        .assets_of(&"court".into(), None, 100)
+        .unwrap()
+        .is_empty());
+    // The index agrees with the authenticated records.
+    let snapshot = store.snapshot().unwrap();
+    let state = snapshot.state(chain.height());
+    for asset in bob {
+        let record: AssetRecord = Overlay::new(&state)
+            .get(&StateKey::Asset(asset))
+            .unwrap()
+            .unwrap();
+        assert_eq!(record.owner, "bob".into());
+    }
+}
+
+/// Executes block `height` of `chain` on the store's state, without committing it.
+fn execute(store: &Store, chain: &TestChain, height: u64) -> ledger_core::execute::ExecutedBlock {
+    let block = &chain.blocks[(height - 1) as usize];
+    let snapshot = store.snapshot().unwrap();
+    let parent = match height {
+        1 => chain.genesis.hash(),
+        _ => snapshot.header(height - 1).unwrap().unwrap().hash(),
+    };
+    let verified: Vec<VerifiedTx> = VerifiedTx::verify_many(block.txs.clone())
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    execute_block(&snapshot.state(height - 1), block, &verified, parent).unwrap()
+}
+
+#[test]
+fn commit_refuses_what_does_not_follow_the_head_and_writes_nothing() {
+    let (chain, _) = busy_chain();
+    let dir = tempfile::tempdir().unwrap();
+    let uninitialised = Store::open(&dir.path().join("empty.redb")).unwrap();
+    let (_dir, _path, store) = new_store(&chain);
+    let first = execute(&store, &chain, 1);
+    assert!(matches!(
+        uninitialised.commit_block(&first, &chain.certificates[0]),
+        Err(StoreError::NoGenesis)
+    ));
+
+    // A certificate for another block, and one without a quorum.
+    let wrong = &chain.certificates[1];
+    assert!(matches!(
+        store.commit_block(&first, wrong),
+        Err(StoreError::BadCertificate { height: 1, .. })
+    ));
+    let mut short: CommitCertificate = chain.certificates[0].clone();
+    short.signatures.truncate(2);
+    assert!(matches!(
+        store.commit_block(&first, &short),
+        Err(StoreError::BadCertificate { height: 1, .. })
+    ));
+    // An executed block whose parts disagree.
+    let mut tampered = execute(&store, &chain, 1);
+    tampered.leaves.pop();
+    assert!(matches!(
+        store.commit_block(&tampered, &chain.certificates[0]),
+        Err(StoreError::Inconsistent { height: 1, .. })
+    ));
+    assert_eq!(store.head_height().unwrap(), 0);
+    assert!(store.block(1).unwrap().is_none());
+
+    store.commit_block(&first, &chain.certificates[0]).unwrap();
+    // The same block again, and a block from further ahead.
+    assert!(matches!(
+        store.commit_block(&first, &chain.certificates[0]),
+        Err(StoreError::NotNext { head: 1, got: 1 })
+    ));
+    commit_height(&store, &chain, 2);
+    let mut third = execute(&store, &chain, 3);
+    commit_height(&store, &chain, 3);
+    third.block.header.height = 5;
+    assert!(matches!(
+        store.commit_block(&third, &chain.certificates[2]),
+        Err(StoreError::NotNext { head: 3, got: 5 })
+    ));
+    // A block whose parent is not the head: block 4 of another chain.
+    let mut fork = execute(&store, &chain, 4);
+    fork.block.header.prev_block_hash = Digest::sha256(b"elsewhere");
+    assert!(matches!(
+        store.commit_block(&fork, &chain.certificates[3]),
+        Err(StoreError::WrongParent { height: 4, .. })
+    ));
+    assert_eq!(store.head_height().unwrap(), 3);
+    commit_all(&store, &chain);
+    store.verify_chain().expect("refusals left no trace");
+}
+
+#[test]
+fn snapshots_are_consistent_while_blocks_commit() {
+    let (chain, _) = busy_chain();
+    let (_dir, _path, store) = new_store(&chain);
+    commit_height(&store, &chain, 1);
+    let old = store.snapshot().unwrap();
+    commit_all(&store, &chain);
+    assert_eq!(old.head_height().unwrap(), 1);
+    assert!(old.block(2).unwrap().is_none());
+    assert_eq!(
+        old.state(1).root().unwrap(),
+        chain.blocks[0].header.state_root
+    );
+    assert_eq!(store.head_height().unwrap(), chain.height());
+}
+
+#[test]
+fn assets_by_owner_follow_pledge_enforcement_and_court_orders() {
+    use ledger_core::tx::{Action, CourtOrder, PledgeTerms};
+    use ledger_core::types::Money;
+    let mut chain = TestChain::new(4);
+    let txs = vec![enroll(&mut chain, "alice"), enroll(&mut chain, "bob")];
+    assert!(chain.commit(txs).iter().all(Result::is_ok));
+    let txs = vec![
+        register_work(&mut chain, "w1", "alice"),
+        register_work(&mut chain, "w2", "alice"),
+    ];
+    assert!(chain.commit(txs).iter().all(Result::is_ok));
+    // Registered and enforced on a court order in one block: the pledge's assets are found
+    // through the pledge record the same block wrote.
+    let terms = PledgeTerms {
+        assets: vec![work("w1"), work("w2")],
+        pledgor: "alice".into(),
+        pledgee: "bank-a".into(),
+        registrar: "trading-center".into(),
+        secured_amount: Money {
+            minor_units: 1_000_000,
+            currency: "CNY".into(),
+        },
+        maturity_ms: ledger_core::testkit::TEST_GENESIS_TIME_MS + 3_600_000,
+        first_rank: true,
+        valuations: Vec::new(),
+    };
+    let register = chain.tx(
+        Action::RegisterPledge(terms),
+        &["alice", "bank-a", "trading-center"],
+    );
+    let enforce = chain.tx(
+        Action::EnforcePledge {
+            pledge: register.id(),
+            transferee: "bank-b".into(),
+            court_order: Some(CourtOrder {
+                court: "court".into(),
+                case_ref: "(2026)川01民初2号".into(),
+            }),
+        },
+        &["bank-a", "court"],
+    );
+    let outcomes = chain.commit(vec![register, enforce]);
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    let order = chain.tx(
+        Action::CourtOrderTransfer {
+            asset: work("w1"),
+            court: "court".into(),
+            to: "bob".into(),
+            case_ref: "(2026)川01民初3号".into(),
+        },
+        &["court"],
+    );
+    chain.apply(order).expect("court-ordered transfer");
+
+    let (_dir, _path, store) = new_store(&chain);
+    commit_all(&store, &chain);
+    let of = |owner: &str| store.assets_of(&owner.into(), None, 100).unwrap();
+    assert!(of("alice").is_empty());
+    assert!(of("bank-a").is_empty());
+    assert_eq!(of("bank-b"), vec![work("w2")]);
+    assert_eq!(of("bob"), vec![work("w1")]);
+    store
+        .verify_chain()
+        .expect("the index agrees with re-execution");
+}
+
+/// The node shares one store between its consensus, API and sync tasks, and moves snapshots
+/// into blocking tasks.
+#[test]
+fn store_and_snapshots_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Store>();
+    send_sync::<ipledger_node::store::Snapshot>();
+    send_sync::<StoreError>();
+}
