@@ -340,3 +340,65 @@ pub fn certify(
     certificate.signatures.sort_by_key(|s| s.validator);
     certificate
 }
+
+/// Transactions that tests in every crate build again and again, signed by the test keys of the
+/// parties that must sign them.
+pub mod txs {
+    use super::{test_key, TestChain};
+    use crate::crypto::Digest;
+    use crate::tx::{Action, SignedTx};
+    use crate::types::{AssetId, RightKind, WorkKind};
+
+    /// Enrolment of rights holder `name` by the trading center (the holder co-signs).
+    pub fn enroll(chain: &mut TestChain, name: &str) -> SignedTx {
+        let action = Action::EnrollRightsHolder {
+            registrar: "trading-center".into(),
+            party: name.into(),
+            name: format!("{name} (holder)"),
+            key: test_key(name).public_key(),
+            id_document_hash: Digest::sha256(name.as_bytes()),
+        };
+        chain.tx(action, &["trading-center", name])
+    }
+
+    /// The asset id of the work whose content is `content`.
+    pub fn work(content: &str) -> AssetId {
+        AssetId::Work {
+            content_hash: Digest::sha256(content.as_bytes()),
+        }
+    }
+
+    /// A patent of the test office.
+    pub fn patent(number: &str) -> AssetId {
+        AssetId::Right {
+            office: "CNIPA".into(),
+            kind: RightKind::Patent,
+            number: number.into(),
+        }
+    }
+
+    /// Registration by `owner` of the work whose content is `content`.
+    pub fn register_work(chain: &mut TestChain, content: &str, owner: &str) -> SignedTx {
+        let action = Action::RegisterWork {
+            content_hash: Digest::sha256(content.as_bytes()),
+            title: format!("Work {content}"),
+            kind: WorkKind::Software,
+            authors: vec![owner.to_owned()],
+            owner: owner.into(),
+        };
+        chain.tx(action, &[owner])
+    }
+
+    /// Recording of patent `number` for `owner` by the trading center.
+    pub fn record_patent(chain: &mut TestChain, number: &str, owner: &str) -> SignedTx {
+        let action = Action::RecordRight {
+            registrar: "trading-center".into(),
+            office: "CNIPA".into(),
+            kind: RightKind::Patent,
+            number: number.into(),
+            title: "A method".into(),
+            owner: owner.into(),
+        };
+        chain.tx(action, &["trading-center", owner])
+    }
+}

@@ -3,6 +3,7 @@
 //! admission does changes the state.
 
 mod api_common;
+mod store_common;
 use api_common::*;
 use ipledger_node::admission::{admit, decode_canonical, decode_json, AdmitError};
 use ipledger_node::mempool::{Mempool, MEMPOOL_TXS_MAX};

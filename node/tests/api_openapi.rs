@@ -2,6 +2,7 @@
 //! methods; and serving over loopback TCP with a graceful shutdown.
 
 mod api_common;
+mod store_common;
 use api_common::*;
 use axum::http::{header, Method, StatusCode};
 use ipledger_node::api::{routes, serve_on, OPENAPI_JSON};

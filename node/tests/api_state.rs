@@ -2,6 +2,7 @@
 //! checks them: with ledger-core alone, trusting only the genesis.
 
 mod api_common;
+mod store_common;
 use api_common::*;
 use axum::http::StatusCode;
 use ledger_core::block::CommitCertificate;

@@ -2,6 +2,7 @@
 //! requests sent to the router in memory.
 
 mod api_common;
+mod store_common;
 use api_common::*;
 use axum::http::{header, Method, StatusCode};
 use ipledger_node::api::BODY_BYTES_MAX;

@@ -295,3 +295,52 @@ async fn whole_network_restart_loses_nothing_and_continues() {
         .await;
     network.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outsider_node_is_refused_and_has_no_effect() {
+    let _one = ONE_NETWORK_AT_A_TIME.lock().await;
+    let network = Network::start().await;
+    network.wait_for_height(&[0, 1, 2, 3], 1).await;
+    // A node whose key the genesis does not name dials every validator and would vote if it could.
+    let outsider_dir = tempfile::tempdir().expect("tempdir");
+    let outsider = start(NodeSetup {
+        moniker: format!("outsider-{}", network.ports[0]),
+        genesis: network.genesis.clone(),
+        node_key: Arc::new(test_key("outsider/node")),
+        data_dir: outsider_dir.path().to_path_buf(),
+        listen_addr: format!("/ip4/127.0.0.1/tcp/{}", free_port()),
+        peers: (0..4)
+            .map(|i| {
+                let key = test_key(&format!("{}/node", TEST_ORGANISATIONS[i].0)).public_key();
+                (format!("/ip4/127.0.0.1/tcp/{}", network.ports[i]), key)
+            })
+            .collect(),
+        validator: true,
+        clock_ms: Arc::new(now_ms),
+    })
+    .await
+    .expect("the outsider starts");
+    let target = network.height(0) + 6;
+    network.wait_for_height(&[0, 1, 2, 3], target).await;
+    assert_eq!(
+        outsider.store.head_height().unwrap(),
+        0,
+        "validators must not serve an outsider"
+    );
+    network.assert_same_blocks(&[0, 1, 2, 3], target);
+    let outsider_key = test_key("outsider/node").public_key();
+    for height in 1..target {
+        let certificate = network
+            .node(0)
+            .store
+            .certificate(height)
+            .unwrap()
+            .expect("certified");
+        assert!(certificate
+            .signatures
+            .iter()
+            .all(|s| s.validator != outsider_key));
+    }
+    outsider.stop().await;
+    network.stop().await;
+}

@@ -3,12 +3,13 @@
 
 #![allow(dead_code)] // Each test file uses a different subset.
 
-use ledger_core::crypto::Digest;
 use ledger_core::rejection::{Rejection, TxError};
 use ledger_core::state::{AssetRecord, StateKey};
-use ledger_core::testkit::{test_key, TestChain};
+#[allow(unused_imports)] // Re-exported for whichever test file needs them.
+pub use ledger_core::testkit::txs::{enroll, patent, record_patent, register_work, work};
+use ledger_core::testkit::TestChain;
 use ledger_core::tx::{Action, PledgeTerms, SignedTx, Valuation};
-use ledger_core::types::{AssetId, Money, PartyId, RightKind, WorkKind};
+use ledger_core::types::{AssetId, Money, PartyId};
 
 /// A four-validator chain with rights holders `alice` and `bob` enrolled.
 pub fn chain_with_holders() -> TestChain {
@@ -18,59 +19,6 @@ pub fn chain_with_holders() -> TestChain {
         chain.apply(tx).expect("enrolment succeeds");
     }
     chain
-}
-
-/// Enrolment of rights holder `name` by the trading center.
-pub fn enroll(chain: &mut TestChain, name: &str) -> SignedTx {
-    let action = Action::EnrollRightsHolder {
-        registrar: "trading-center".into(),
-        party: name.into(),
-        name: format!("{name} (holder)"),
-        key: test_key(name).public_key(),
-        id_document_hash: Digest::sha256(name.as_bytes()),
-    };
-    chain.tx(action, &["trading-center", name])
-}
-
-/// The asset id of the work with content `content`.
-pub fn work(content: &str) -> AssetId {
-    AssetId::Work {
-        content_hash: Digest::sha256(content.as_bytes()),
-    }
-}
-
-/// A patent asset id.
-pub fn patent(number: &str) -> AssetId {
-    AssetId::Right {
-        office: "CNIPA".into(),
-        kind: RightKind::Patent,
-        number: number.into(),
-    }
-}
-
-/// Registration of the work with content `content` by `owner`.
-pub fn register_work(chain: &mut TestChain, content: &str, owner: &str) -> SignedTx {
-    let action = Action::RegisterWork {
-        content_hash: Digest::sha256(content.as_bytes()),
-        title: format!("Work {content}"),
-        kind: WorkKind::Software,
-        authors: vec![owner.to_owned()],
-        owner: owner.into(),
-    };
-    chain.tx(action, &[owner])
-}
-
-/// Recording of a patent for `owner`.
-pub fn record_patent(chain: &mut TestChain, number: &str, owner: &str) -> SignedTx {
-    let action = Action::RecordRight {
-        registrar: "trading-center".into(),
-        office: "CNIPA".into(),
-        kind: RightKind::Patent,
-        number: number.into(),
-        title: "A method".into(),
-        owner: owner.into(),
-    };
-    chain.tx(action, &["trading-center", owner])
 }
 
 /// Terms of a pledge of `assets` by `pledgor` to `bank`, maturing one hour after genesis.

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // Each test file uses a different subset.
 
+#[allow(unused_imports)]
+pub use crate::store_common::commit_height;
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
@@ -12,11 +14,11 @@ use ipledger_node::consensus::app::Committed;
 use ipledger_node::mempool::Mempool;
 use ipledger_node::store::Store;
 use ledger_core::crypto::Digest;
-use ledger_core::execute::execute_block;
-use ledger_core::rules::VerifiedTx;
-use ledger_core::testkit::{test_key, TestChain, TEST_GENESIS_TIME_MS};
+#[allow(unused_imports)] // Re-exported for whichever test file needs them.
+pub use ledger_core::testkit::txs::{enroll, patent, record_patent, register_work, work};
+use ledger_core::testkit::{TestChain, TEST_GENESIS_TIME_MS};
 use ledger_core::tx::{Action, PledgeTerms, SignedTx};
-use ledger_core::types::{AssetId, EvidenceKind, Money, RightKind, WorkKind};
+use ledger_core::types::{AssetId, EvidenceKind, Money};
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
 use tempfile::TempDir;
@@ -154,82 +156,6 @@ pub async fn call_raw(
         .await
         .expect("the body reads");
     (status, headers, bytes.to_vec())
-}
-
-/// Executes block `height` of `chain` on the store's snapshot, as a validator does, and commits
-/// it with the chain's certificate.
-pub fn commit_height(store: &Store, chain: &TestChain, height: u64) {
-    let block = &chain.blocks[(height - 1) as usize];
-    let certificate = &chain.certificates[(height - 1) as usize];
-    let snapshot = store.snapshot().expect("snapshot");
-    assert_eq!(snapshot.head_height().unwrap(), height - 1);
-    let parent = match height {
-        1 => chain.genesis.hash(),
-        _ => snapshot.header(height - 1).unwrap().unwrap().hash(),
-    };
-    let verified: Vec<VerifiedTx> = VerifiedTx::verify_many(block.txs.clone())
-        .into_iter()
-        .map(|result| result.expect("block transactions verify"))
-        .collect();
-    let executed = execute_block(&snapshot.state(height - 1), block, &verified, parent)
-        .expect("the store's state re-executes the chain's block");
-    drop(snapshot);
-    store
-        .commit_block(&executed, certificate)
-        .expect("block commits");
-}
-
-/// Enrolment of rights holder `name`.
-pub fn enroll(chain: &mut TestChain, name: &str) -> SignedTx {
-    let action = Action::EnrollRightsHolder {
-        registrar: "trading-center".into(),
-        party: name.into(),
-        name: format!("{name} (holder)"),
-        key: test_key(name).public_key(),
-        id_document_hash: Digest::sha256(name.as_bytes()),
-    };
-    chain.tx(action, &["trading-center", name])
-}
-
-/// The asset id of the work with content `content`.
-pub fn work(content: &str) -> AssetId {
-    AssetId::Work {
-        content_hash: Digest::sha256(content.as_bytes()),
-    }
-}
-
-/// A patent of the test office.
-pub fn patent(number: &str) -> AssetId {
-    AssetId::Right {
-        office: "CNIPA".into(),
-        kind: RightKind::Patent,
-        number: number.into(),
-    }
-}
-
-/// Registration of the work with content `content` by `owner`.
-pub fn register_work(chain: &mut TestChain, content: &str, owner: &str) -> SignedTx {
-    let action = Action::RegisterWork {
-        content_hash: Digest::sha256(content.as_bytes()),
-        title: format!("Work {content}"),
-        kind: WorkKind::Software,
-        authors: vec![owner.to_owned()],
-        owner: owner.into(),
-    };
-    chain.tx(action, &[owner])
-}
-
-/// Recording of patent `number` for `owner`.
-pub fn record_patent(chain: &mut TestChain, number: &str, owner: &str) -> SignedTx {
-    let action = Action::RecordRight {
-        registrar: "trading-center".into(),
-        office: "CNIPA".into(),
-        kind: RightKind::Patent,
-        number: number.into(),
-        title: "A method".into(),
-        owner: owner.into(),
-    };
-    chain.tx(action, &["trading-center", owner])
 }
 
 /// A pledge of `assets` by `pledgor` to bank-a, signed by pledgor, bank and trading center.

@@ -9,9 +9,11 @@ use ledger_core::crypto::Digest;
 use ledger_core::execute::execute_block;
 use ledger_core::genesis::Validator;
 use ledger_core::rules::VerifiedTx;
+#[allow(unused_imports)] // Re-exported for whichever test file needs them.
+pub use ledger_core::testkit::txs::{enroll, register_work, work};
 use ledger_core::testkit::{test_key, TestChain};
 use ledger_core::tx::{Action, GovernanceAction, SignedTx};
-use ledger_core::types::{AssetId, EvidenceKind, Role, WorkKind};
+use ledger_core::types::{AssetId, EvidenceKind, Role};
 use std::path::{Path, PathBuf};
 use tempfile::TempDir;
 
@@ -55,37 +57,6 @@ pub fn commit_all(store: &Store, chain: &TestChain) {
     for height in head + 1..=chain.height() {
         commit_height(store, chain, height);
     }
-}
-
-/// Enrolment of rights holder `name`.
-pub fn enroll(chain: &mut TestChain, name: &str) -> SignedTx {
-    let action = Action::EnrollRightsHolder {
-        registrar: "trading-center".into(),
-        party: name.into(),
-        name: format!("{name} (holder)"),
-        key: test_key(name).public_key(),
-        id_document_hash: Digest::sha256(name.as_bytes()),
-    };
-    chain.tx(action, &["trading-center", name])
-}
-
-/// The asset id of the work with content `content`.
-pub fn work(content: &str) -> AssetId {
-    AssetId::Work {
-        content_hash: Digest::sha256(content.as_bytes()),
-    }
-}
-
-/// Registration of a work by `owner`.
-pub fn register_work(chain: &mut TestChain, content: &str, owner: &str) -> SignedTx {
-    let action = Action::RegisterWork {
-        content_hash: Digest::sha256(content.as_bytes()),
-        title: format!("Work {content}"),
-        kind: WorkKind::Software,
-        authors: vec![owner.to_owned()],
-        owner: owner.into(),
-    };
-    chain.tx(action, &[owner])
 }
 
 /// A transfer of `asset` by its owner `from` to `to`.
