@@ -341,6 +341,15 @@ pub(crate) fn party_with_role(
     Ok(record)
 }
 
+/// Loads an active party that must hold exactly `role`.
+pub(crate) fn party_in_role(
+    state: &Overlay<'_>,
+    party: &PartyId,
+    role: Role,
+) -> Result<PartyRecord, TxError> {
+    party_with_role(state, party, |r| r == role, role.label())
+}
+
 /// Any role that may own assets and attest: everyone but the read-only regulator.
 pub(crate) fn may_act(role: Role) -> bool {
     role != Role::Regulator

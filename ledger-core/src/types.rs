@@ -68,6 +68,20 @@ pub enum Role {
     Regulator,
 }
 
+impl Role {
+    /// The role's name in messages, e.g. "trading center".
+    pub fn label(self) -> &'static str {
+        match self {
+            Role::TradingCenter => "trading center",
+            Role::Bank => "bank",
+            Role::Court => "court",
+            Role::Appraiser => "appraiser",
+            Role::RightsHolder => "rights holder",
+            Role::Regulator => "regulator",
+        }
+    }
+}
+
 /// The kind of a copyright work.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Encode, Decode, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

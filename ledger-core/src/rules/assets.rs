@@ -1,8 +1,8 @@
 //! Works, patents and trademarks: registration, transfer, licences and court actions.
 
 use super::{
-    active_party, check_text, check_title, may_act, party_with_role, BlockContext, Required,
-    Signers, VerifiedTx,
+    active_party, check_text, check_title, may_act, party_in_role, party_with_role, BlockContext,
+    Required, Signers, VerifiedTx,
 };
 use crate::rejection::{Rejection, TxError};
 use crate::state::{
@@ -46,12 +46,7 @@ pub(super) fn register(
             title,
             owner,
         } => {
-            let registrar = party_with_role(
-                state,
-                registrar,
-                |r| r == Role::TradingCenter,
-                "trading center",
-            )?;
+            let registrar = party_in_role(state, registrar, Role::TradingCenter)?;
             check_office(office)?;
             check_text("number", number, REFERENCE_BYTES_MAX)?;
             check_title("title", title)?;
@@ -268,7 +263,7 @@ pub(super) fn court_action(
     else {
         unreachable!("dispatched on a court action")
     };
-    let court_record = party_with_role(state, court, |r| r == Role::Court, "court")?;
+    let court_record = party_in_role(state, court, Role::Court)?;
     check_text("case_ref", case_ref, REFERENCE_BYTES_MAX)?;
     let mut record = load_asset(state, asset)?;
     let recorded = recorded(ctx, vtx);

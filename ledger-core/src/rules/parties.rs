@@ -1,6 +1,6 @@
 //! Enrolment of rights holders by the trading center.
 
-use super::{check_title, party_with_role, Required, Signers};
+use super::{check_title, party_in_role, Required, Signers};
 use crate::crypto::PublicKey;
 use crate::rejection::{Rejection, TxError};
 use crate::state::{Overlay, PartyRecord, StateKey};
@@ -23,12 +23,7 @@ pub(super) fn enroll_rights_holder(
     else {
         unreachable!("dispatched on EnrollRightsHolder")
     };
-    let registrar = party_with_role(
-        state,
-        registrar,
-        |r| r == Role::TradingCenter,
-        "trading center",
-    )?;
+    let registrar = party_in_role(state, registrar, Role::TradingCenter)?;
     check_new_party(state, party, key)?;
     check_title("name", name)?;
     let record = PartyRecord {

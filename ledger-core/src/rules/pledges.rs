@@ -4,7 +4,8 @@ use super::assets::{
     load_asset, push_history, recorded, recorded_at, refuse_if_frozen, write_asset,
 };
 use super::{
-    active_party, check_text, may_act, party_with_role, BlockContext, Required, Signers, VerifiedTx,
+    active_party, check_text, may_act, party_in_role, party_with_role, BlockContext, Required,
+    Signers, VerifiedTx,
 };
 use crate::rejection::{Rejection, TxError};
 use crate::state::{
@@ -24,25 +25,15 @@ pub(super) fn register(
 ) -> Result<Signers, TxError> {
     check_terms_format(ctx, terms)?;
     let pledgor = party_with_role(state, &terms.pledgor, may_act, "party that may own assets")?;
-    let pledgee = party_with_role(state, &terms.pledgee, |r| r == Role::Bank, "bank")?;
-    let registrar = party_with_role(
-        state,
-        &terms.registrar,
-        |r| r == Role::TradingCenter,
-        "trading center",
-    )?;
+    let pledgee = party_in_role(state, &terms.pledgee, Role::Bank)?;
+    let registrar = party_in_role(state, &terms.registrar, Role::TradingCenter)?;
     let mut signers = vec![
         Required::of(&pledgor, "the pledgor pledges its assets"),
         Required::of(&pledgee, "the pledgee accepts the pledge"),
         Required::of(&registrar, "the trading center registers pledges"),
     ];
     for valuation in &terms.valuations {
-        let appraiser = party_with_role(
-            state,
-            &valuation.appraiser,
-            |r| r == Role::Appraiser,
-            "appraiser",
-        )?;
+        let appraiser = party_in_role(state, &valuation.appraiser, Role::Appraiser)?;
         signers.push(Required::of(
             &appraiser,
             "the appraiser signs its valuation",
@@ -202,12 +193,7 @@ pub(super) fn lifecycle(
             date,
             ..
         } => {
-            let registrar = party_with_role(
-                state,
-                registrar,
-                |r| r == Role::TradingCenter,
-                "trading center",
-            )?;
+            let registrar = party_in_role(state, registrar, Role::TradingCenter)?;
             if record.official_registration.is_some() {
                 return Err(Rejection::OfficialRegistrationExists { pledge: *pledge }.into());
             }
@@ -284,7 +270,7 @@ fn enforce(
     let mut signers = vec![Required::of(&pledgee, "the pledgee enforces its pledge")];
     match court_order {
         Some(order) => {
-            let court = party_with_role(state, &order.court, |r| r == Role::Court, "court")?;
+            let court = party_in_role(state, &order.court, Role::Court)?;
             check_text("court_order.case_ref", &order.case_ref, REFERENCE_BYTES_MAX)?;
             signers.push(Required::of(&court, "the court orders enforcement"));
         }
