@@ -17,7 +17,8 @@ CONVERGE_DEADLINE_S=${CONVERGE_DEADLINE_S:-180}
 started=$SECONDS
 
 echo "== build (release)"
-cargo build --release -q -p ipledger-node -p ipledger-genesis -p ipledger-tests --bin ipledger-demo
+# One package set for every script, so cargo resolves features once and builds each binary once.
+cargo build --release -q -p ipledger-node -p ipledger-genesis -p ipledger-tests
 build_s=$((SECONDS - started))
 
 if [ -n "${DEMO_DIR:-}" ]; then

@@ -66,7 +66,8 @@ wait_for_height() { # every node in "$@" reaches height >= $WANT within the dead
 
 case "$command" in
   start)
-    cargo build --release -q -p ipledger-node -p ipledger-genesis
+    # The same package set as demo.sh and load.sh, so cargo does not rebuild with other features.
+    cargo build --release -q -p ipledger-node -p ipledger-genesis -p ipledger-tests
     if [ ! -f "$dir/genesis.json" ]; then
       "$bin/ipledger-genesis" local --dir "$dir"
     fi
