@@ -5,4 +5,5 @@ pub mod api;
 pub mod consensus;
 pub mod mempool;
 pub mod runner;
+pub mod service;
 pub mod store;

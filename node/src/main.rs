@@ -4,12 +4,9 @@
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use ipledger_genesis::NodeConfig;
-use ipledger_node::api::{self, ApiState};
-use ipledger_node::runner::{start, NodeSetup};
+use ipledger_node::service::start_from_config;
 use ipledger_node::store::Store;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 #[derive(Parser)]
 #[command(
@@ -42,13 +39,6 @@ enum Command {
     },
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("the system clock is after 1970")
-        .as_millis() as u64
-}
-
 #[tokio::main]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
@@ -62,51 +52,12 @@ async fn run(config_path: PathBuf) -> Result<()> {
     let config = NodeConfig::load(&config_path)
         .with_context(|| format!("loading {}", config_path.display()))?;
     init_logging(&config.log_level);
-    let genesis = config.load_genesis().context("loading the genesis")?;
-    let node_key = config.load_node_key().context("loading the node key")?;
-    config
-        .check_genesis(&genesis, &node_key.public_key())
-        .context("config and genesis disagree")?;
-    let setup = NodeSetup {
-        moniker: config.moniker.clone(),
-        genesis: Arc::new(genesis),
-        node_key: Arc::new(node_key.into_signing_key()),
-        data_dir: config.data_dir(),
-        listen_addr: config.p2p.listen.as_str().to_owned(),
-        peers: config
-            .p2p
-            .peers
-            .iter()
-            .map(|peer| (peer.address.as_str().to_owned(), peer.public_key))
-            .collect(),
-        validator: config.validator,
-        clock_ms: Arc::new(now_ms),
-    };
-    let genesis = setup.genesis.clone();
-    // Bind the API first, so a bad or taken address fails at start rather than later.
-    let listener = tokio::net::TcpListener::bind(config.http.listen)
-        .await
-        .with_context(|| format!("binding the HTTP API to {}", config.http.listen))?;
-    let node = start(setup).await?;
-    let api_state = ApiState::new(
-        node.store.clone(),
-        genesis,
-        node.mempool.clone(),
-        node.committed.clone(),
-        Arc::new(now_ms),
-    );
-    let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
-    let api = tokio::spawn(api::serve_on(listener, api_state, async {
-        let _ = api_stopped.await;
-    }));
-    tracing::info!(moniker = %config.moniker, height = node.store.head_height()?, http = %config.http.listen, "node started");
+    let running = start_from_config(&config).await?;
+    let height = running.node.store.head_height()?;
+    tracing::info!(moniker = %config.moniker, height, http = %config.http.listen, "node started");
     wait_for_shutdown_signal().await?;
     tracing::info!("shutting down");
-    // Stop the API first: waiting clients get `shutting_down` at once, then consensus stops.
-    let _ = stop_api.send(());
-    api.await.context("the API task panicked")??;
-    node.stop().await;
-    Ok(())
+    running.stop().await
 }
 
 async fn wait_for_shutdown_signal() -> Result<()> {
