@@ -84,6 +84,14 @@ impl Network {
     }
 
     async fn start_node(&mut self, index: usize) {
+        self.start_node_with_clock(index, Arc::new(now_ms)).await;
+    }
+
+    async fn start_node_with_clock(
+        &mut self,
+        index: usize,
+        clock_ms: Arc<dyn Fn() -> u64 + Send + Sync>,
+    ) {
         let (name, _) = TEST_ORGANISATIONS[index];
         let setup = NodeSetup {
             // Unique per network: Malachite's metrics registry is global to the process, and two
@@ -101,7 +109,7 @@ impl Network {
                 })
                 .collect(),
             validator: true,
-            clock_ms: Arc::new(now_ms),
+            clock_ms,
         };
         self.nodes[index] = Some(start(setup).await.expect("node starts"));
     }
@@ -342,5 +350,38 @@ async fn outsider_node_is_refused_and_has_no_effect() {
             .all(|s| s.validator != outsider_key));
     }
     outsider.stop().await;
+    network.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proposals_from_a_validator_with_a_fast_clock_are_refused_and_the_chain_goes_on() {
+    let _one = ONE_NETWORK_AT_A_TIME.lock().await;
+    let mut network = Network::start_some(&[0, 1, 2]).await;
+    // Court's clock runs a minute ahead, far beyond the genesis bound (5 s in test genesis).
+    let skew_ms = 60_000;
+    assert!(skew_ms > network.genesis.consensus.clock_skew_max_ms);
+    network
+        .start_node_with_clock(3, Arc::new(move || now_ms() + skew_ms))
+        .await;
+    network.wait_for_height(&[0, 1, 2, 3], 12).await;
+    network.assert_same_blocks(&[0, 1, 2, 3], 12);
+    let court_key = test_key("court/node").public_key();
+    for height in 1..=12 {
+        let header = network
+            .node(0)
+            .store
+            .block(height)
+            .unwrap()
+            .expect("committed")
+            .header;
+        assert_ne!(
+            header.proposer, court_key,
+            "block {height} came from the fast-clock validator"
+        );
+        assert!(
+            header.time_ms <= now_ms() + network.genesis.consensus.clock_skew_max_ms,
+            "block {height} is from the future"
+        );
+    }
     network.stop().await;
 }
