@@ -402,3 +402,33 @@ pub mod txs {
         chain.tx(action, &["trading-center", owner])
     }
 }
+
+/// Governance every test of validator-set changes needs: admits organisation `bank-c` and
+/// schedules a fifth validator it runs (key `test_key("court-2/node")`) three heights later,
+/// in two committed blocks. Returns the new set and its effective height.
+pub fn add_bank_c_validator(chain: &mut TestChain) -> (Vec<Validator>, u64) {
+    use crate::tx::{Action, GovernanceAction};
+    let admit = Action::Governance(GovernanceAction::AdmitOrganisation {
+        party: "bank-c".into(),
+        name: "bank-c bank".into(),
+        role: Role::Bank,
+        key: test_key("bank-c").public_key(),
+    });
+    let tx = chain.tx(admit, &["trading-center", "bank-a", "bank-b"]);
+    chain.apply(tx).expect("bank-c is admitted");
+    let mut validators = chain.validators_at(chain.height() + 1);
+    validators.push(Validator {
+        organisation: "bank-c".into(),
+        key: test_key("court-2/node").public_key(),
+        power: 1,
+    });
+    validators.sort_by_key(|v| v.key);
+    let effective_height = chain.height() + 3;
+    let change = Action::Governance(GovernanceAction::ChangeValidators {
+        validators: validators.clone(),
+        effective_height,
+    });
+    let tx = chain.tx(change, &["trading-center", "bank-a", "court"]);
+    chain.apply(tx).expect("the validator change is scheduled");
+    (validators, effective_height)
+}

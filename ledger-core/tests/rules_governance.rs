@@ -4,7 +4,6 @@
 mod common;
 use common::*;
 use ledger_core::crypto::Digest;
-use ledger_core::genesis::Validator;
 use ledger_core::rejection::Rejection;
 use ledger_core::state::{EvidenceRecord, MisbehaviourRecord, PartyRecord, StateKey};
 use ledger_core::testkit::{test_key, TestChain};
@@ -46,22 +45,7 @@ fn governance_needs_more_than_two_thirds_of_validator_organisations() {
 #[test]
 fn validator_change_takes_effect_at_the_stated_height_and_receipts_follow_it() {
     let mut chain = TestChain::new(4);
-    let admit_tx = chain.tx(admit("bank-c"), &["trading-center", "bank-a", "bank-b"]);
-    chain.apply(admit_tx).unwrap();
-    let mut validators = chain.validators_at(2);
-    validators.push(Validator {
-        organisation: "bank-c".into(),
-        key: test_key("court-2/node").public_key(),
-        power: 1,
-    });
-    validators.sort_by_key(|v| v.key);
-    let effective_height = chain.height() + 3;
-    let change = Action::Governance(GovernanceAction::ChangeValidators {
-        validators: validators.clone(),
-        effective_height,
-    });
-    let tx = chain.tx(change, &["trading-center", "bank-a", "court"]);
-    chain.apply(tx).expect("validator change scheduled");
+    let (validators, effective_height) = ledger_core::testkit::add_bank_c_validator(&mut chain);
     while chain.height() < effective_height + 1 {
         chain.commit(Vec::new());
     }

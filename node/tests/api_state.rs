@@ -12,8 +12,6 @@ use ledger_core::receipt::{verify_certified_header, CertifiedHeader, ValidatorCh
 use ledger_core::state::StateKey;
 use ledger_core::state_tree::StateProof;
 use ledger_core::testkit::{test_key, TestChain};
-use ledger_core::tx::{Action, GovernanceAction};
-use ledger_core::types::Role;
 use serde_json::Value;
 
 /// What a client does with a state answer: checks the header's certificate against the genesis
@@ -271,28 +269,7 @@ async fn before_the_first_block_state_is_not_yet_certified() {
 #[tokio::test]
 async fn state_answers_verify_across_a_validator_set_change() {
     let mut chain = TestChain::new(4);
-    let admit = Action::Governance(GovernanceAction::AdmitOrganisation {
-        party: "bank-c".into(),
-        name: "bank-c bank".into(),
-        role: Role::Bank,
-        key: test_key("bank-c").public_key(),
-    });
-    let tx = chain.tx(admit, &["trading-center", "bank-a", "bank-b"]);
-    chain.apply(tx).expect("bank-c admitted");
-    let mut validators = chain.validators_at(chain.height() + 1);
-    validators.push(Validator {
-        organisation: "bank-c".into(),
-        key: test_key("court-2/node").public_key(),
-        power: 1,
-    });
-    validators.sort_by_key(|v| v.key);
-    let effective_height = chain.height() + 3;
-    let change = Action::Governance(GovernanceAction::ChangeValidators {
-        validators: validators.clone(),
-        effective_height,
-    });
-    let tx = chain.tx(change, &["trading-center", "bank-a", "court"]);
-    chain.apply(tx).expect("validator change scheduled");
+    let (validators, effective_height) = ledger_core::testkit::add_bank_c_validator(&mut chain);
     while chain.height() < effective_height + 1 {
         chain.commit(Vec::new());
     }

@@ -7,13 +7,12 @@
 use ipledger_node::store::Store;
 use ledger_core::crypto::Digest;
 use ledger_core::execute::execute_block;
-use ledger_core::genesis::Validator;
 use ledger_core::rules::VerifiedTx;
 #[allow(unused_imports)] // Re-exported for whichever test file needs them.
 pub use ledger_core::testkit::txs::{enroll, register_work, work};
-use ledger_core::testkit::{test_key, TestChain};
-use ledger_core::tx::{Action, GovernanceAction, SignedTx};
-use ledger_core::types::{AssetId, EvidenceKind, Role};
+use ledger_core::testkit::TestChain;
+use ledger_core::tx::{Action, SignedTx};
+use ledger_core::types::{AssetId, EvidenceKind};
 use std::path::{Path, PathBuf};
 use tempfile::TempDir;
 
@@ -98,28 +97,7 @@ pub fn busy_chain() -> (TestChain, u64) {
     assert!(chain.commit(txs).iter().all(Result::is_ok));
     let tx = transfer(&mut chain, work("song"), "alice", "bob");
     chain.apply(tx).expect("transfer");
-    let admit = Action::Governance(GovernanceAction::AdmitOrganisation {
-        party: "bank-c".into(),
-        name: "bank-c bank".into(),
-        role: Role::Bank,
-        key: test_key("bank-c").public_key(),
-    });
-    let tx = chain.tx(admit, &["trading-center", "bank-a", "bank-b"]);
-    chain.apply(tx).expect("bank-c admitted");
-    let mut validators = chain.validators_at(chain.height() + 1);
-    validators.push(Validator {
-        organisation: "bank-c".into(),
-        key: test_key("court-2/node").public_key(),
-        power: 1,
-    });
-    validators.sort_by_key(|v| v.key);
-    let effective_height = chain.height() + 3;
-    let change = Action::Governance(GovernanceAction::ChangeValidators {
-        validators,
-        effective_height,
-    });
-    let tx = chain.tx(change, &["trading-center", "bank-a", "court"]);
-    chain.apply(tx).expect("validator change scheduled");
+    let (_, effective_height) = ledger_core::testkit::add_bank_c_validator(&mut chain);
     while chain.height() < effective_height + 1 {
         chain.commit(Vec::new());
     }
