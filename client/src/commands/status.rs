@@ -1,0 +1,90 @@
+//! `ipledger status`: what the node says about itself, and the height the client can certify.
+
+use super::Context;
+use crate::error::Result;
+use crate::text::utc;
+use crate::Output;
+use ledger_core::state::{LedgerHead, StateKey};
+use serde_json::{json, Value};
+
+pub(crate) fn run(context: &Context) -> Result<Output> {
+    let node = context.node();
+    let status = node.status()?;
+    let mut lines = vec![format!("node {}", node.url())];
+    let text = |value: &Value| match value {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    };
+    for name in [
+        "chain_id",
+        "genesis_hash",
+        "height",
+        "head_hash",
+        "state_root",
+        "ledger_size",
+        "mempool_size",
+    ] {
+        if let Some(value) = status.get(name) {
+            lines.push(format!("  {name:<14} {}", text(value)));
+        }
+    }
+    if let Some(time) = status["head_time_ms"].as_u64() {
+        lines.push(format!("  {:<14} {}", "head_time", utc(time)));
+    }
+    // Fields a newer node may add (peers, sync state, ...), printed as they come.
+    let known = [
+        "chain_id",
+        "genesis_hash",
+        "height",
+        "head_hash",
+        "head_time_ms",
+        "state_root",
+        "ledger_size",
+        "mempool_size",
+        "mempool_max",
+        "validators",
+        "validator_set_hash",
+    ];
+    if let Some(object) = status.as_object() {
+        for (name, value) in object
+            .iter()
+            .filter(|(name, _)| !known.contains(&name.as_str()))
+        {
+            lines.push(format!("  {name:<14} {}", text(value)));
+        }
+    }
+    if let Some(validators) = status["validators"].as_array() {
+        lines.push(format!("  {:<14} {}", "validators", validators.len()));
+    }
+    // The node's claims above are not proofs; prove its head against the genesis if we have it.
+    let certified = match context.trust() {
+        Ok(trust) => match trust.read::<LedgerHead>(&node, &StateKey::LedgerHead) {
+            Ok(proven) => {
+                let fingerprint = trust.genesis.hash();
+                if status["genesis_hash"].as_str() != Some(fingerprint.to_string().as_str()) {
+                    lines.push(format!(
+                        "  WARNING: the node reports another genesis than {} ({fingerprint})",
+                        context.genesis_path().display()
+                    ));
+                }
+                lines.push(format!(
+                    "  certified      height {} verified against genesis {fingerprint}",
+                    proven.height
+                ));
+                json!({"height": proven.height, "genesis_fingerprint": fingerprint})
+            }
+            Err(error) => {
+                lines.push(format!("  certified      NOT VERIFIED: {error}"));
+                json!({"error": error.to_string()})
+            }
+        },
+        Err(error) => {
+            lines.push(format!("  certified      not checked ({error})"));
+            Value::Null
+        }
+    };
+    Ok(Output::new(
+        lines,
+        json!({"ok": true, "node": node.url(), "status": status, "certified": certified}),
+    ))
+}

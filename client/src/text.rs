@@ -1,0 +1,206 @@
+//! Reading values from the command line and writing them for people: asset ids, amounts of
+//! money, dates, and what a transaction asks for.
+
+use crate::error::{ClientError, Result};
+use ledger_core::crypto::Digest;
+use ledger_core::tx::{Action, GovernanceAction};
+use ledger_core::types::{AssetId, Money, RightKind};
+
+const RIGHT_KINDS: [RightKind; 4] = [
+    RightKind::Patent,
+    RightKind::UtilityModel,
+    RightKind::DesignPatent,
+    RightKind::Trademark,
+];
+
+/// Parses an asset's text form (what `AssetId`'s `Display` writes): `work:sha256:<hex>` (or just
+/// `sha256:<hex>`) for a work, `<kind>:<OFFICE>:<NUMBER>` for a patent or trademark. The node's
+/// API has the same parser; it belongs in ledger-core beside `Display`.
+pub fn parse_asset(text: &str) -> Result<AssetId> {
+    let error = |problem: &str| {
+        ClientError::usage(format!(
+            "{problem} in asset {text:?}; write work:sha256:<64 hex digits> or <patent|utility-model|design-patent|trademark>:<OFFICE>:<NUMBER>"
+        ))
+    };
+    let (label, rest) = text.split_once(':').ok_or_else(|| error("no kind"))?;
+    if label == "work" || label == "sha256" {
+        let hash_text = if label == "work" {
+            rest.to_owned()
+        } else {
+            text.to_owned()
+        };
+        let content_hash: Digest = hash_text.parse().map_err(|_| error("bad content hash"))?;
+        return Ok(AssetId::Work { content_hash });
+    }
+    let kind = parse_right_kind(label).map_err(|_| error("unknown kind"))?;
+    let (office, number) = rest
+        .split_once(':')
+        .ok_or_else(|| error("no office and number"))?;
+    if office.is_empty() || number.is_empty() {
+        return Err(error("empty office or number"));
+    }
+    Ok(AssetId::Right {
+        office: office.to_owned(),
+        kind,
+        number: number.to_owned(),
+    })
+}
+
+/// Parses a right kind by its label (`patent`, `utility-model`, `design-patent`, `trademark`).
+pub fn parse_right_kind(text: &str) -> Result<RightKind> {
+    RIGHT_KINDS
+        .into_iter()
+        .find(|kind| kind.label() == text)
+        .ok_or_else(|| {
+            ClientError::usage(format!(
+                "unknown right kind {text:?}; use patent, utility-model, design-patent or trademark"
+            ))
+        })
+}
+
+/// Parses an amount in major units with at most two decimals (`5000000`, `5000000.50`) into
+/// minor units of `currency`. No floating point is involved.
+pub fn parse_money(amount: &str, currency: &str) -> Result<Money> {
+    let error = || {
+        ClientError::usage(format!(
+            "amount {amount:?} is not a number with at most two decimals, like 5000000 or 5000000.50"
+        ))
+    };
+    let (whole, fraction) = amount.split_once('.').unwrap_or((amount, ""));
+    let digits = |text: &str| !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+    if !digits(whole) || fraction.len() > 2 || (!fraction.is_empty() && !digits(fraction)) {
+        return Err(error());
+    }
+    let whole: u64 = whole.parse().map_err(|_| error())?;
+    let fraction: u64 = format!("{fraction:0<2}").parse().map_err(|_| error())?;
+    let minor_units = whole
+        .checked_mul(100)
+        .and_then(|units| units.checked_add(fraction))
+        .ok_or_else(error)?;
+    let money = Money {
+        minor_units,
+        currency: currency.to_owned(),
+    };
+    if !money.has_valid_currency() {
+        return Err(ClientError::usage(format!(
+            "currency {currency:?} is not three uppercase letters (ISO 4217), like CNY"
+        )));
+    }
+    Ok(money)
+}
+
+/// Writes money as `5,000,000.00 CNY`.
+pub fn money(money: &Money) -> String {
+    let whole = (money.minor_units / 100).to_string();
+    let mut grouped = String::new();
+    for (i, c) in whole.chars().enumerate() {
+        if i > 0 && (whole.len() - i).is_multiple_of(3) {
+            grouped.push(',');
+        }
+        grouped.push(c);
+    }
+    format!(
+        "{grouped}.{:02} {}",
+        money.minor_units % 100,
+        money.currency
+    )
+}
+
+/// Parses a date `YYYY-MM-DD` (midnight UTC) or Unix milliseconds into Unix milliseconds.
+pub fn parse_date_ms(text: &str) -> Result<u64> {
+    if text.bytes().all(|b| b.is_ascii_digit()) && !text.is_empty() {
+        return text
+            .parse()
+            .map_err(|_| ClientError::usage(format!("{text:?} is too large for a time")));
+    }
+    if !ledger_core::types::is_iso_date(text) {
+        return Err(ClientError::usage(format!(
+            "{text:?} is not a date YYYY-MM-DD (or Unix milliseconds)"
+        )));
+    }
+    let number = |range: std::ops::Range<usize>| text[range].parse::<i64>().unwrap_or(0);
+    let (year, month, day) = (number(0..4), number(5..7), number(8..10));
+    // Howard Hinnant's days_from_civil.
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(days * 86_400_000)
+        .map_err(|_| ClientError::usage(format!("{text:?} is before 1970")))
+}
+
+/// Unix milliseconds as `YYYY-MM-DD hh:mm:ss.mmm UTC` (proleptic Gregorian calendar).
+pub fn utc(ms: u64) -> String {
+    let (days, rest) = ((ms / 86_400_000) as i64, ms % 86_400_000);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (h, m, s, milli) = (
+        rest / 3_600_000,
+        rest / 60_000 % 60,
+        rest / 1_000 % 60,
+        rest % 1_000,
+    );
+    format!("{year:04}-{month:02}-{day:02} {h:02}:{m:02}:{s:02}.{milli:03} UTC")
+}
+
+/// What a transaction's action asks for, in lines a signer reads before signing.
+pub fn describe_action(action: &Action) -> Vec<String> {
+    match action {
+        Action::RegisterPledge(terms) => {
+            let mut lines = vec![
+                format!("register a pledge by {} to bank {}", terms.pledgor, terms.pledgee),
+                format!("  registrar        {}", terms.registrar),
+                format!("  secured amount   {}", money(&terms.secured_amount)),
+                format!("  maturity         {}", utc(terms.maturity_ms)),
+                format!(
+                    "  rank             {}",
+                    if terms.first_rank { "first rank demanded" } else { "by registration order" }
+                ),
+            ];
+            for asset in &terms.assets {
+                lines.push(format!("  asset            {asset}"));
+            }
+            for valuation in &terms.valuations {
+                lines.push(format!(
+                    "  valuation        {} by {} (report {})",
+                    money(&valuation.amount),
+                    valuation.appraiser,
+                    valuation.report_hash
+                ));
+            }
+            lines
+        }
+        Action::Governance(decision) => vec![match decision {
+            GovernanceAction::AdmitOrganisation { party, name, role, key } => {
+                format!("governance: admit organisation {party} ({name}) as {} with key {key}", role.label())
+            }
+            GovernanceAction::RemoveOrganisation { party } => {
+                format!("governance: remove organisation {party}")
+            }
+            GovernanceAction::ChangeValidators { validators, effective_height } => format!(
+                "governance: change the validator set to {} validators from height {effective_height}: {}",
+                validators.len(),
+                validators
+                    .iter()
+                    .map(|v| format!("{} (key {}, power {})", v.organisation, v.key, v.power))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            GovernanceAction::RotateKey { party, new_key } => {
+                format!("governance: replace {party}'s key with {new_key}")
+            }
+        }],
+        other => vec![format!("{other:?}")],
+    }
+}
