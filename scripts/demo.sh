@@ -2,9 +2,10 @@
 # The README's main command: the users' flows on a real four-validator network of processes.
 #
 # Builds (release), creates a fresh consortium in a temporary directory, starts its four nodes
-# (scripts/local-net.sh), runs ipledger-demo (every step a signed transaction submitted over HTTP
-# to a different node, each refusal checked by its rule code, the evidence receipt verified
-# offline), then kills bank-b's node with SIGKILL, lets the other three commit blocks, restarts
+# (scripts/local-net.sh), runs the users' flows with the real `ipledger` CLI (each command sent to
+# the next node in turn, once that node holds every block committed so far; each refusal checked
+# by its rule code; the evidence receipt verified offline, and a tampered file and receipt shown
+# to fail), then kills bank-b's node with SIGKILL, lets the other three commit blocks, restarts
 # it and waits until all four agree on the same block hash at the same height. The network is
 # always stopped on exit. Exits non-zero if any step misbehaves.
 #
@@ -14,11 +15,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CONVERGE_DEADLINE_S=${CONVERGE_DEADLINE_S:-180}
+bin=target/release
 started=$SECONDS
 
 echo "== build (release)"
 # One package set for every script, so cargo resolves features once and builds each binary once.
-cargo build --release -q -p ipledger-node -p ipledger-genesis -p ipledger-tests
+cargo build --release -q -p ipledger-node -p ipledger-genesis -p ipledger-tests -p ipledger-client
 build_s=$((SECONDS - started))
 
 if [ -n "${DEMO_DIR:-}" ]; then
@@ -49,8 +51,174 @@ demo_started=$SECONDS
 echo "== a fresh four-validator network in $dir"
 scripts/local-net.sh start "$dir"
 
-echo "== the users' flows, over HTTP, rotating between the nodes"
-target/release/ipledger-demo "$dir"
+echo "== the users' flows with the ipledger CLI, each command sent to the next node in turn"
+flows_started=$SECONDS
+work="$dir/users"
+mkdir -p "$work"
+keys="$dir/keys"
+mapfile -t node_urls < <(for node_dir in "$dir"/node-*; do
+  echo "http://$(awk '/^\[http\]/ {h=1; next} /^\[/ {h=0} h && /^listen/ {gsub(/"/, "", $3); print $3}' "$node_dir/config.toml")"
+done)
+next_node=0
+seen_height=0
+
+node_status_height() { # $1 = url; the node's height, or empty
+  curl -fsS --max-time 2 "$1/v1/status" 2>/dev/null \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["height"])' 2>/dev/null || true
+}
+
+# Picks the next node, once it holds every block committed so far (read-your-writes).
+pick_node() {
+  url=${node_urls[$((next_node % ${#node_urls[@]}))]}
+  next_node=$((next_node + 1))
+  local deadline=$((SECONDS + 60)) h
+  while :; do
+    h=$(node_status_height "$url")
+    [ -n "$h" ] && [ "$h" -ge "$seen_height" ] && break
+    [ "$SECONDS" -lt "$deadline" ] || { echo "node $url did not reach height $seen_height within 60s" >&2; exit 1; }
+    sleep 0.2
+  done
+}
+
+note_height() { # after a commit on $url: later commands wait for this height
+  local h
+  h=$(node_status_height "$url")
+  [ -n "$h" ] && [ "$h" -gt "$seen_height" ] && seen_height=$h
+  return 0
+}
+
+ipl() { "$bin/ipledger" --genesis "$dir/genesis.json" "$@"; }
+
+step() { echo; echo "-- $*"; }
+
+ok() { # ok CMD...: runs `ipledger CMD` on the next node; any failure stops the demo
+  pick_node
+  echo "\$ ipledger $* (node $url)"
+  ipl --node "$url" "$@" | sed 's/^/   /'
+  note_height
+}
+
+refused() { # refused CODE CMD...: `ipledger CMD` must be refused by the ledger with rule CODE
+  local code=$1 out rc got
+  shift
+  pick_node
+  echo "\$ ipledger $* (node $url)"
+  set +e
+  out=$(ipl --node "$url" --json "$@" 2>/dev/null)
+  rc=$?
+  set -e
+  got=$(python3 -c 'import json,sys; e=json.loads(sys.argv[1]).get("error") or {}; print(e.get("code") or "")' "$out" 2>/dev/null || true)
+  if [ "$rc" -ne 1 ] || [ "$got" != "$code" ]; then
+    echo "expected a refusal by rule $code (exit 1), got exit $rc: $out" >&2
+    exit 1
+  fi
+  echo "   refused as expected, rule $code: $(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["error"]["message"])' "$out")"
+}
+
+fails_verification() { # fails_verification CMD...: offline `ipledger CMD` must exit 4
+  local out rc
+  echo "\$ ipledger $*"
+  set +e
+  out=$(ipl "$@" 2>&1)
+  rc=$?
+  set -e
+  if [ "$rc" -ne 4 ]; then
+    echo "expected verification to fail (exit 4), got exit $rc: $out" >&2
+    exit 1
+  fi
+  echo "   fails as it must: ${out#error: }"
+}
+
+json_field() { # json_field FILE KEY: a top-level member of a JSON file
+  python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"
+}
+
+holder=holder-li
+step "the rights holder creates a key on their own machine; the trading center enrols them"
+ipl keys create "$work/li.key" | sed 's/^/   /'
+echo "ID card scan of Li Wei" >"$work/id-card.jpg"
+ok party enroll --party "$holder" --name "Li Wei" --id-document "$work/id-card.jpg" \
+  --public-key "$(ipl keys show "$work/li.key")" --key "$keys/trading-center.key" --key "$work/li.key"
+
+step "the holder registers a work: hashed locally (the file never leaves the machine), receipt saved"
+head -c $((8 * 1024 * 1024)) /dev/urandom >"$work/jinli-street.flac"
+ok work register "$work/jinli-street.flac" --title "Jinli Street" --kind music --author "Li Wei" --key "$work/li.key"
+song=$("$bin/ipledger" --json work show --file "$work/jinli-street.flac" --node "$url" --genesis "$dir/genesis.json" \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["asset"])')
+patent=patent:CNIPA:ZL202110000001.X
+
+step "the trading center records the holder's patent"
+ok asset record --kind patent --office CNIPA --number ZL202110000001.X --title "Lossless audio watermark" \
+  --owner "$holder" --key "$keys/trading-center.key" --key "$work/li.key"
+
+step "bank-a's first-rank pledge over both: draft, valued by the appraiser, signed by holder, bank-a and trading center"
+ok pledge draft --pledgor "$holder" --bank bank-a --asset "$song" --asset "$patent" --amount 3000000 \
+  --maturity 2027-06-30 --first-rank --out "$work/pledge-a.json"
+echo "valuation report" >"$work/valuation-report.pdf"
+ok pledge value "$work/pledge-a.json" --amount 5000000 --report "$work/valuation-report.pdf" --key "$keys/appraiser.key"
+for signer in "$work/li.key" "$keys/bank-a.key" "$keys/trading-center.key"; do
+  ok pledge sign "$work/pledge-a.json" --key "$signer" --yes
+done
+ok pledge submit "$work/pledge-a.json" --receipt "$work/pledge-a.receipt.json"
+pledge_a=$(json_field "$work/pledge-a.json" tx_id)
+
+step "a transfer of the pledged work without bank-a's consent is refused"
+refused missing_signature work transfer "$song" --to bank-b --key "$work/li.key"
+
+step "bank-b's junior pledge over the work ranks 2"
+ok pledge draft --pledgor "$holder" --bank bank-b --asset "$song" --amount 1000000 --maturity 2027-06-30 --out "$work/pledge-b.json"
+for signer in "$work/li.key" "$keys/bank-b.key" "$keys/trading-center.key"; do
+  ok pledge sign "$work/pledge-b.json" --key "$signer" --yes
+done
+ok pledge submit "$work/pledge-b.json"
+pledge_b=$(json_field "$work/pledge-b.json" tx_id)
+pick_node
+ranks=$(ipl --node "$url" --json pledge show "$pledge_b" | python3 -c 'import json,sys; print(json.load(sys.stdin)["record"]["ranks_at_registration"])')
+[ "$ranks" = "[2]" ] || { echo "bank-b's pledge ranks $ranks, expected [2]" >&2; exit 1; }
+ok pledge show "$pledge_b"
+
+step "a first-rank demand on the encumbered work is refused"
+ok pledge draft --pledgor "$holder" --bank bank-b --asset "$song" --amount 1000000 --maturity 2027-06-30 \
+  --first-rank --out "$work/pledge-demand.json"
+for signer in "$work/li.key" "$keys/bank-b.key" "$keys/trading-center.key"; do
+  ok pledge sign "$work/pledge-demand.json" --key "$signer" --yes >/dev/null
+done
+refused first_rank_unavailable pledge submit "$work/pledge-demand.json"
+
+step "the holder attests evidence of an infringement"
+echo "<html>a page copying Jinli Street, captured $(date -u)</html>" >"$work/infringing-page.html"
+ok evidence attest "$work/infringing-page.html" --kind web-page --case-ref "(2026)川01知民初100号" --key "$work/li.key"
+
+step "the court verifies the evidence offline, from the file, the receipt and the genesis alone (no node)"
+echo "\$ ipledger evidence verify infringing-page.html --receipt infringing-page.html.receipt.json --genesis genesis.json"
+ipl --node http://127.0.0.1:9 evidence verify "$work/infringing-page.html" \
+  --receipt "$work/infringing-page.html.receipt.json" | sed 's/^/   /'
+cp "$work/infringing-page.html" "$work/tampered-page.html"
+printf 'X' | dd of="$work/tampered-page.html" bs=1 seek=10 conv=notrunc status=none
+fails_verification evidence verify "$work/tampered-page.html" --receipt "$work/infringing-page.html.receipt.json"
+python3 - "$work/infringing-page.html.receipt.json" "$work/tampered.receipt.json" <<'PY'
+import json, sys
+receipt = json.load(open(sys.argv[1]))
+receipt["leaf"]["time_ms"] -= 1  # backdate the attestation by one millisecond
+json.dump(receipt, open(sys.argv[2], "w"))
+PY
+fails_verification evidence verify "$work/infringing-page.html" --receipt "$work/tampered.receipt.json"
+
+step "the court freezes the work; bank-a's enforcement is refused as frozen"
+case_ref="(2026)川01知民初100号"
+ok court freeze "$song" --case-ref "$case_ref" --key "$keys/court.key"
+refused asset_frozen pledge enforce "$pledge_a" --key "$keys/bank-a.key"
+
+step "the court unfreezes the work; bank-a releases its pledge"
+ok court unfreeze "$song" --case-ref "$case_ref" --key "$keys/court.key"
+ok pledge release "$pledge_a" --key "$keys/bank-a.key"
+
+step "the work's history and bank-a's pledges, each list proven complete"
+ok work history "$song"
+ok pledge list --bank bank-a
+ok work show "$song"
+echo
+echo "users' flows passed in $((SECONDS - flows_started))s"
 
 # Prints one line per node: "name http-address height head-hash" ("name address - -" if it does
 # not answer). With a height argument, prints that block's hash instead of the head's.

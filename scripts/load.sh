@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 txs=${1:-5000}
 concurrency=${2:-512}
 
-cargo build --release -q -p ipledger-node -p ipledger-genesis -p ipledger-tests
+cargo build --release -q -p ipledger-node -p ipledger-genesis -p ipledger-tests -p ipledger-client
 if [ -n "${LOAD_DIR:-}" ]; then
   dir=$LOAD_DIR
 else

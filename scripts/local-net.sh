@@ -67,7 +67,7 @@ wait_for_height() { # every node in "$@" reaches height >= $WANT within the dead
 case "$command" in
   start)
     # The same package set as demo.sh and load.sh, so cargo does not rebuild with other features.
-    cargo build --release -q -p ipledger-node -p ipledger-genesis -p ipledger-tests
+    cargo build --release -q -p ipledger-node -p ipledger-genesis -p ipledger-tests -p ipledger-client
     if [ ! -f "$dir/genesis.json" ]; then
       "$bin/ipledger-genesis" local --dir "$dir"
     fi

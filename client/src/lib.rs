@@ -24,6 +24,7 @@ pub mod node;
 pub mod text;
 pub mod trust;
 
+pub use commands::verify_evidence;
 pub use error::{ClientError, Result};
 
 use serde_json::Value;

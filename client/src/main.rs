@@ -3,6 +3,7 @@
 
 use clap::Parser;
 use ipledger_client::{cli::Cli, error_json, run};
+use std::io::Write;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -10,18 +11,21 @@ fn main() -> ExitCode {
     let json = cli.global.json;
     match run(cli) {
         Ok(output) => {
-            if json {
-                println!("{}", output.json);
+            // A closed pipe (`ipledger ... | head`) is not an error of the command.
+            let mut stdout = std::io::stdout().lock();
+            let _ = if json {
+                writeln!(stdout, "{}", output.json)
             } else {
-                for line in &output.lines {
-                    println!("{line}");
-                }
-            }
+                output
+                    .lines
+                    .iter()
+                    .try_for_each(|line| writeln!(stdout, "{line}"))
+            };
             ExitCode::SUCCESS
         }
         Err(error) => {
             if json {
-                println!("{}", error_json(&error));
+                let _ = writeln!(std::io::stdout(), "{}", error_json(&error));
             }
             eprintln!("error: {error}");
             ExitCode::from(error.exit_code())

@@ -150,10 +150,14 @@ impl NodeClient {
                 }
                 503 if Instant::now() < deadline => std::thread::sleep(BUSY_RETRY_PAUSE),
                 422 | 409 => {
+                    let code = answer["error"]["code"].as_str().unwrap_or("unknown");
+                    let message = answer["error"]["message"].as_str().unwrap_or_default();
+                    // The node's message repeats the code; say it once.
+                    let prefix = format!("rejected ({code}): ");
                     return Err(ClientError::Rejected {
-                        code: answer["error"]["code"].as_str().unwrap_or("unknown").to_owned(),
-                        message: answer["error"]["message"].as_str().unwrap_or_default().to_owned(),
-                    })
+                        code: code.to_owned(),
+                        message: message.strip_prefix(&prefix).unwrap_or(message).to_owned(),
+                    });
                 }
                 400 | 413 => {
                     return Err(ClientError::usage(format!(

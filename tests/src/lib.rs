@@ -1,5 +1,5 @@
 //! Cross-crate tests, and a client of a running local network (`scripts/local-net.sh`): the
-//! users' flows as signed transactions over HTTP (`ipledger-demo`) and a load generator
+//! users' flows as signed transactions over HTTP (run by `tests/demo_flows.rs`) and a load generator
 //! (`ipledger-load`).
 //!
 //! [`Net`] reads a network directory made by `scripts/local-net.sh start DIR` (or

@@ -8,6 +8,8 @@ mod pledge;
 mod status;
 mod work;
 
+pub use evidence::verify as verify_evidence;
+
 use crate::cli::{Command, GlobalArgs, Signing, Submission};
 use crate::error::{ClientError, Result};
 use crate::files::{read_genesis_file, read_key, write_receipt, Draft};
@@ -299,5 +301,13 @@ pub(crate) fn submit_draft(
         ));
     }
     let what = crate::text::describe_action(&draft.tx.body.action).join("\n  ");
-    submit_signed(&trust, &context.node(), &draft.tx, receipt, &what)
+    let mut output = submit_signed(&trust, &context.node(), &draft.tx, receipt, &what)?;
+    if matches!(draft.tx.body.action, Action::RegisterPledge(_)) {
+        output.lines.push(format!(
+            "  pledge id {} (its registration transaction's id)",
+            draft.tx_id
+        ));
+        output.json["pledge_id"] = json!(draft.tx_id);
+    }
+    Ok(output)
 }
