@@ -112,7 +112,7 @@ refused() { # refused CODE CMD...: `ipledger CMD` must be refused by the ledger 
     echo "expected a refusal by rule $code (exit 1), got exit $rc: $out" >&2
     exit 1
   fi
-  echo "   refused as expected, rule $code: $(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["error"]["message"])' "$out")"
+  echo "   refused as expected by rule $code: $(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["error"]["message"].split(": ", 1)[-1])' "$out")"
 }
 
 fails_verification() { # fails_verification CMD...: offline `ipledger CMD` must exit 4
