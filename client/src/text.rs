@@ -66,9 +66,13 @@ pub fn parse_money(amount: &str, currency: &str) -> Result<Money> {
             "amount {amount:?} is not a number with at most two decimals, like 5000000 or 5000000.50"
         ))
     };
-    let (whole, fraction) = amount.split_once('.').unwrap_or((amount, ""));
     let digits = |text: &str| !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
-    if !digits(whole) || fraction.len() > 2 || (!fraction.is_empty() && !digits(fraction)) {
+    let (whole, fraction) = match amount.split_once('.') {
+        Some((whole, fraction)) if digits(fraction) => (whole, fraction),
+        Some(_) => return Err(error()),
+        None => (amount, ""),
+    };
+    if !digits(whole) || fraction.len() > 2 {
         return Err(error());
     }
     let whole: u64 = whole.parse().map_err(|_| error())?;
@@ -202,5 +206,71 @@ pub fn describe_action(action: &Action) -> Vec<String> {
             }
         }],
         other => vec![format!("{other:?}")],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn money_parses_exactly_without_floating_point() {
+        assert_eq!(
+            parse_money("5000000", "CNY").unwrap().minor_units,
+            500_000_000
+        );
+        assert_eq!(parse_money("0.5", "CNY").unwrap().minor_units, 50);
+        assert_eq!(parse_money("12.34", "USD").unwrap().minor_units, 1_234);
+        for bad in [
+            "",
+            "1.234",
+            "-1",
+            "1e6",
+            "1,000",
+            ".5",
+            "5.",
+            "184467440737095517",
+        ] {
+            assert!(parse_money(bad, "CNY").is_err(), "{bad:?} parsed");
+        }
+        assert!(parse_money("1", "cny").is_err());
+        assert_eq!(
+            money(&parse_money("5000000.5", "CNY").unwrap()),
+            "5,000,000.50 CNY"
+        );
+    }
+
+    #[test]
+    fn dates_round_trip_through_utc() {
+        assert_eq!(parse_date_ms("1970-01-01").unwrap(), 0);
+        assert_eq!(parse_date_ms("2000-02-29").unwrap(), 951_782_400_000);
+        assert_eq!(
+            utc(parse_date_ms("2027-06-30").unwrap()),
+            "2027-06-30 00:00:00.000 UTC"
+        );
+        assert_eq!(parse_date_ms("1795668068965").unwrap(), 1_795_668_068_965);
+        assert!(parse_date_ms("2027-13-01").is_err());
+        assert!(parse_date_ms("30/06/2027").is_err());
+    }
+
+    #[test]
+    fn assets_parse_from_their_display_form() {
+        let work = AssetId::Work {
+            content_hash: Digest::sha256(b"song"),
+        };
+        assert_eq!(parse_asset(&work.to_string()).unwrap(), work);
+        assert_eq!(
+            parse_asset(&Digest::sha256(b"song").to_string()).unwrap(),
+            work
+        );
+        let patent = AssetId::Right {
+            office: "CNIPA".into(),
+            kind: RightKind::Patent,
+            number: "ZL2021:1.X".into(),
+        };
+        assert_eq!(parse_asset(&patent.to_string()).unwrap(), patent);
+        for bad in ["", "work:abc", "copyright:X:1", "patent:CNIPA", "patent::1"] {
+            assert!(parse_asset(bad).is_err(), "{bad:?} parsed");
+        }
     }
 }
