@@ -79,6 +79,67 @@ pub fn admit(
     tx: SignedTx,
     now_ms: u64,
 ) -> Result<TxId, AdmitError> {
+    admit_many(store, genesis, mempool, vec![tx], now_ms)
+        .pop()
+        .expect("one answer per transaction")
+}
+
+/// [`admit`] for many transactions at once (a gossip batch): signatures are checked in one
+/// batch and the rules read one snapshot of the head state. Each transaction is judged on its
+/// own, against the head, as if it were the only one; the answers are in input order.
+pub fn admit_many(
+    store: &Store,
+    genesis: &Genesis,
+    mempool: &Mutex<Mempool>,
+    txs: Vec<SignedTx>,
+    now_ms: u64,
+) -> Vec<Result<TxId, AdmitError>> {
+    let count = txs.len();
+    // Cheap refusals first, so that spam costs no signature checks or state reads.
+    let mut answers: Vec<Option<Result<TxId, AdmitError>>> = Vec::with_capacity(count);
+    let mut to_verify = Vec::new();
+    {
+        let pool = lock(mempool);
+        for tx in txs {
+            match cheap_checks(&pool, genesis, &tx) {
+                Ok(()) => {
+                    answers.push(None);
+                    to_verify.push(tx);
+                }
+                Err(error) => answers.push(Some(Err(error))),
+            }
+        }
+    }
+    let mut verified = VerifiedTx::verify_many(to_verify).into_iter();
+    let head = HeadCheck::open(store, now_ms);
+    let answers: Vec<Result<TxId, AdmitError>> = answers
+        .into_iter()
+        .map(|answer| {
+            answer.unwrap_or_else(|| {
+                let vtx = verified
+                    .next()
+                    .expect("one verdict per verified transaction")?;
+                match &head {
+                    Ok(head) => head.check(&vtx)?,
+                    // Opening again yields this transaction its own copy of the storage error.
+                    Err(_) => check_against_head(store, &vtx, now_ms)?,
+                }
+                let id = vtx.id();
+                lock(mempool).insert(vtx).map_err(|error| match error {
+                    MempoolError::Full => AdmitError::MempoolFull,
+                    MempoolError::Duplicate(id) => AdmitError::Duplicate(id),
+                })?;
+                Ok(id)
+            })
+        })
+        .collect();
+    assert_eq!(answers.len(), count, "one answer per transaction");
+    answers
+}
+
+/// The refusals that need neither signatures nor state: size, a pending duplicate, a full
+/// pool, another chain.
+fn cheap_checks(pool: &Mempool, genesis: &Genesis, tx: &SignedTx) -> Result<(), AdmitError> {
     let len = tx.encode().len();
     if len > TX_BYTES_MAX {
         return Err(AdmitError::TooLarge {
@@ -87,15 +148,11 @@ pub fn admit(
         });
     }
     let id = tx.id();
-    // Cheap refusals first, so that spam costs no signature checks or state reads.
-    {
-        let pool = lock(mempool);
-        if pool.contains(&id) {
-            return Err(AdmitError::Duplicate(id));
-        }
-        if pool.len() >= MEMPOOL_TXS_MAX {
-            return Err(AdmitError::MempoolFull);
-        }
+    if pool.contains(&id) {
+        return Err(AdmitError::Duplicate(id));
+    }
+    if pool.len() >= MEMPOOL_TXS_MAX {
+        return Err(AdmitError::MempoolFull);
     }
     if tx.body.chain_id != genesis.chain_id {
         return Err(Rejection::WrongChain {
@@ -104,38 +161,54 @@ pub fn admit(
         }
         .into());
     }
-    let vtx = VerifiedTx::verify(tx)?;
-    check_against_head(store, &vtx, now_ms)?;
-    lock(mempool).insert(vtx).map_err(|error| match error {
-        MempoolError::Full => AdmitError::MempoolFull,
-        MempoolError::Duplicate(id) => AdmitError::Duplicate(id),
-    })?;
-    Ok(id)
+    Ok(())
 }
 
 /// Applies the rules to `vtx` against the head state, at the next height and the block time a
 /// proposer would choose at `now_ms`, on a scratch overlay that is dropped. This is what the
 /// next block would do: expired ids are pruned first, exactly as `BlockBuilder` does.
 pub fn check_against_head(store: &Store, vtx: &VerifiedTx, now_ms: u64) -> Result<(), AdmitError> {
-    let snapshot = store.snapshot()?;
-    let head = snapshot.head_height()?;
-    let state = snapshot.state(head);
-    let storage = |error| StoreError::State {
-        version: head,
-        error,
-    };
-    let mut overlay = Overlay::new(&state);
-    let head_time = ledger_head(&overlay).map_err(storage)?.time_ms;
-    let ctx = BlockContext {
-        height: head + 1,
-        time_ms: now_ms.max(head_time + 1),
-    };
-    let outcome =
-        prune_expired_ids(&mut overlay, ctx.height).and_then(|()| apply_tx(&mut overlay, ctx, vtx));
-    match outcome {
-        Ok(()) => Ok(()),
-        Err(TxError::Rejected(rejection)) => Err(AdmitError::Rejected(rejection)),
-        Err(TxError::Storage(error)) => Err(storage(error).into()),
+    HeadCheck::open(store, now_ms)?.check(vtx)
+}
+
+/// One snapshot of the head state, against which transactions are checked one by one.
+struct HeadCheck {
+    snapshot: crate::store::Snapshot,
+    head: u64,
+    now_ms: u64,
+}
+
+impl HeadCheck {
+    fn open(store: &Store, now_ms: u64) -> Result<HeadCheck, StoreError> {
+        let snapshot = store.snapshot()?;
+        let head = snapshot.head_height()?;
+        Ok(HeadCheck {
+            snapshot,
+            head,
+            now_ms,
+        })
+    }
+
+    fn check(&self, vtx: &VerifiedTx) -> Result<(), AdmitError> {
+        let head = self.head;
+        let state = self.snapshot.state(head);
+        let storage = |error| StoreError::State {
+            version: head,
+            error,
+        };
+        let mut overlay = Overlay::new(&state);
+        let head_time = ledger_head(&overlay).map_err(storage)?.time_ms;
+        let ctx = BlockContext {
+            height: head + 1,
+            time_ms: self.now_ms.max(head_time + 1),
+        };
+        let outcome = prune_expired_ids(&mut overlay, ctx.height)
+            .and_then(|()| apply_tx(&mut overlay, ctx, vtx));
+        match outcome {
+            Ok(()) => Ok(()),
+            Err(TxError::Rejected(rejection)) => Err(AdmitError::Rejected(rejection)),
+            Err(TxError::Storage(error)) => Err(storage(error).into()),
+        }
     }
 }
 

@@ -1,30 +1,40 @@
 //! Starting a node: the store, the consensus engine with its network, and the application loop.
 
-use crate::consensus::app::{Committed, ConsensusApp};
+use crate::admission;
+use crate::consensus::app::{admitted_node_keys, AppReports, Committed, ConsensusApp, SyncReport};
 use crate::consensus::codec::BorshCodec;
 use crate::consensus::context::{Address, IpledgerContext};
 use crate::consensus::signing::{ConsensusSigner, ConsensusVerifier};
+use crate::gossip::{
+    GossipPeer, GossipSender, GossipStatus, ReceivedBatch, TxGossip, GOSSIP_INBOUND_BATCHES_MAX,
+};
 use crate::mempool::Mempool;
 use crate::store::Store;
 use anyhow::{Context as _, Result};
 use ledger_core::crypto::{PublicKey, SigningKey};
 use ledger_core::genesis::Genesis;
+use ledger_core::state::{Overlay, StateKey, ValidatorSchedule};
 use malachitebft_app_channel::app::config::{
     ConsensusConfig, NodeConfig, P2pConfig, ValueSyncConfig,
+};
+use malachitebft_app_channel::app::engine::network::{
+    Multiaddr, NetworkStateDump, PersistentPeersOp,
 };
 use malachitebft_app_channel::app::types::codec::Codec as _;
 use malachitebft_app_channel::app::types::Keypair;
 use malachitebft_app_channel::{
-    ConsensusContext, EngineBuilder, EngineHandle, NetworkContext, NetworkIdentity, RequestContext,
-    SyncContext, WalContext,
+    ConsensusContext, EngineBuilder, EngineHandle, NetworkContext, NetworkIdentity, NetworkRequest,
+    RequestContext, SyncContext, WalContext,
 };
 use malachitebft_config::DiscoveryConfig;
 use malachitebft_signing::Signer as _;
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
+use tracing::{info, warn};
 
 /// How often a node tells its peers its height, so a lagging node notices within a second.
 pub const SYNC_STATUS_INTERVAL_MS: u64 = 1_000;
@@ -64,6 +74,37 @@ pub struct NodeHandle {
     pub mempool: Arc<Mutex<Mempool>>,
     /// Announcements of committed blocks.
     pub committed: broadcast::Sender<Committed>,
+    /// What the node knows of its peers and of sync, for `/v1/status`.
+    pub network: NetworkView,
+    gossip: TxGossip,
+    helpers: Vec<JoinHandle<()>>,
+}
+
+/// A node's view of its network, for the API: consensus peers (asked of the engine), gossip
+/// peers, sync progress, and the way out for admitted transactions.
+#[derive(Clone)]
+pub struct NetworkView {
+    net_requests: mpsc::Sender<NetworkRequest>,
+    /// Gossip's connected peers and drop counts.
+    pub gossip_status: watch::Receiver<GossipStatus>,
+    /// Sync progress.
+    pub sync: watch::Receiver<SyncReport>,
+    /// Spreads transactions admitted through the API to the other validators.
+    pub gossip: GossipSender,
+}
+
+/// How long a status request waits for the engine's network actor.
+pub const NETWORK_DUMP_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl NetworkView {
+    /// The engine's view of its peers, or `None` if its network actor does not answer in time.
+    pub async fn engine_peers(&self) -> Option<NetworkStateDump> {
+        let request = NetworkRequest::dump_state(&self.net_requests);
+        match tokio::time::timeout(NETWORK_DUMP_TIMEOUT, request).await {
+            Ok(Ok(dump)) => dump,
+            _ => None,
+        }
+    }
 }
 
 impl NodeHandle {
@@ -83,6 +124,11 @@ impl NodeHandle {
         self.engine.handle.abort();
         let _ = self.engine.handle.await;
         let _ = self.app.await;
+        for helper in self.helpers {
+            helper.abort();
+            let _ = helper.await;
+        }
+        self.gossip.stop().await;
     }
 }
 
@@ -116,21 +162,49 @@ impl NodeConfig for EngineConfig {
     }
 }
 
-fn engine_config(setup: &NodeSetup) -> Result<EngineConfig> {
+/// A configured peer: its consensus address with the peer id of its key appended, so the engine
+/// accepts only that key there.
+#[derive(Clone, Debug)]
+struct ConfiguredPeer {
+    key: PublicKey,
+    address: Multiaddr,
+    address_with_id: Multiaddr,
+}
+
+fn configured_peers(setup: &NodeSetup) -> Result<Vec<ConfiguredPeer>> {
+    setup
+        .peers
+        .iter()
+        .map(|(address, key)| {
+            let address: Multiaddr = address
+                .parse()
+                .with_context(|| format!("peer address {address:?}"))?;
+            let with_id = format!("{address}/p2p/{}", peer_id(key)?);
+            let address_with_id = with_id
+                .parse()
+                .with_context(|| format!("peer address {with_id:?}"))?;
+            Ok(ConfiguredPeer {
+                key: *key,
+                address,
+                address_with_id,
+            })
+        })
+        .collect()
+}
+
+/// The configured peers the ledger admits.
+fn admitted_peers<'a>(
+    peers: &'a [ConfiguredPeer],
+    admitted: &'a BTreeSet<PublicKey>,
+) -> impl Iterator<Item = &'a ConfiguredPeer> {
+    peers.iter().filter(|peer| admitted.contains(&peer.key))
+}
+
+fn engine_config(setup: &NodeSetup, persistent_peers: Vec<Multiaddr>) -> Result<EngineConfig> {
     let listen_addr = setup
         .listen_addr
         .parse()
         .with_context(|| format!("listen address {:?}", setup.listen_addr))?;
-    let persistent_peers = setup
-        .peers
-        .iter()
-        .map(|(address, key)| {
-            let with_id = format!("{address}/p2p/{}", peer_id(key)?);
-            with_id
-                .parse()
-                .with_context(|| format!("peer address {with_id:?}"))
-        })
-        .collect::<Result<Vec<_>>>()?;
     let p2p = P2pConfig {
         listen_addr,
         persistent_peers,
@@ -172,6 +246,9 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle> {
         .with_context(|| format!("creating {}", setup.data_dir.display()))?;
     let store = Arc::new(Store::open(&setup.data_dir.join("ledger.redb"))?);
     store.init_genesis(&setup.genesis)?;
+    let peers = configured_peers(&setup)?;
+    let admitted = store_admitted_keys(&store)?;
+    let initial_peers: Vec<ConfiguredPeer> = admitted_peers(&peers, &admitted).cloned().collect();
     let chain_id: Arc<str> = setup.genesis.chain_id.as_str().into();
     let ctx = IpledgerContext {
         chain_id: chain_id.clone(),
@@ -212,7 +289,11 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle> {
         ConsensusContext::new_full_node(address, verifier)
     };
     let wal_path = setup.data_dir.join("wal").join("consensus.wal");
-    let (mut channels, engine) = EngineBuilder::new(ctx, engine_config(&setup)?)
+    let engine_peers = initial_peers
+        .iter()
+        .map(|peer| peer.address_with_id.clone())
+        .collect();
+    let (mut channels, engine) = EngineBuilder::new(ctx, engine_config(&setup, engine_peers)?)
         .with_default_wal(WalContext::new(wal_path, BorshCodec))
         .with_default_network(NetworkContext::new(identity, BorshCodec))
         .with_default_consensus(consensus_ctx)
@@ -222,13 +303,51 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle> {
         .await
         .map_err(|error| anyhow::anyhow!("starting the consensus engine: {error:?}"))?;
     let mempool = Arc::new(Mutex::new(Mempool::default()));
+    let (inbound, inbound_rx) = mpsc::channel(GOSSIP_INBOUND_BATCHES_MAX);
+    let gossip = TxGossip::start(
+        &setup.node_key,
+        &setup.genesis.chain_id,
+        &setup
+            .listen_addr
+            .parse()
+            .with_context(|| format!("listen address {:?}", setup.listen_addr))?,
+        gossip_peers(&initial_peers),
+        inbound,
+    )?;
     let (committed, _) = broadcast::channel(COMMITTED_CHANNEL_CAPACITY);
+    let reports = AppReports {
+        committed: committed.clone(),
+        admitted: watch::Sender::new(admitted),
+        sync: watch::Sender::new(SyncReport::default()),
+    };
+    let network = NetworkView {
+        net_requests: channels.net_requests.clone(),
+        gossip_status: gossip.status(),
+        sync: reports.sync.subscribe(),
+        gossip: gossip.sender(),
+    };
+    let helpers = vec![
+        tokio::spawn(admit_gossiped(
+            inbound_rx,
+            store.clone(),
+            setup.genesis.clone(),
+            mempool.clone(),
+            setup.clock_ms.clone(),
+        )),
+        tokio::spawn(follow_admitted_peers(
+            reports.admitted.subscribe(),
+            peers,
+            initial_peers,
+            channels.net_requests.clone(),
+            gossip.allow_list(),
+        )),
+    ];
     let app = ConsensusApp::new(
         setup.genesis.clone(),
         store.clone(),
         signer,
         mempool.clone(),
-        committed.clone(),
+        reports,
         setup.clock_ms.clone(),
     );
     let app = tokio::spawn(async move { app.run(&mut channels).await });
@@ -238,5 +357,114 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle> {
         store,
         mempool,
         committed,
+        network,
+        gossip,
+        helpers,
     })
+}
+
+/// The node keys the ledger admits at the store's head.
+fn store_admitted_keys(store: &Store) -> Result<BTreeSet<PublicKey>> {
+    let snapshot = store.snapshot()?;
+    let head = snapshot.head_height()?;
+    let state = snapshot.state(head);
+    let schedule: ValidatorSchedule = Overlay::new(&state)
+        .get(&StateKey::ValidatorSchedule)?
+        .context("validator schedule missing from state")?;
+    Ok(admitted_node_keys(&schedule, head))
+}
+
+fn gossip_peers(peers: &[ConfiguredPeer]) -> Vec<GossipPeer> {
+    peers
+        .iter()
+        .map(|peer| GossipPeer {
+            address: peer.address.clone(),
+            key: peer.key,
+        })
+        .collect()
+}
+
+/// Admits gossiped transactions, one batch at a time, off the async executor. Refusals are
+/// expected (a transaction admitted at its first node may be refused here once the head moved)
+/// and only logged.
+async fn admit_gossiped(
+    mut inbound: mpsc::Receiver<ReceivedBatch>,
+    store: Arc<Store>,
+    genesis: Arc<Genesis>,
+    mempool: Arc<Mutex<Mempool>>,
+    clock_ms: Arc<dyn Fn() -> u64 + Send + Sync>,
+) {
+    while let Some(batch) = inbound.recv().await {
+        let from = batch.from;
+        let (store, genesis, mempool) = (store.clone(), genesis.clone(), mempool.clone());
+        let now = clock_ms();
+        let answers = tokio::task::spawn_blocking(move || {
+            admission::admit_many(&store, &genesis, &mempool, batch.txs, now)
+        })
+        .await;
+        let Ok(answers) = answers else {
+            warn!("admission of a gossiped batch panicked");
+            continue;
+        };
+        let refused = answers.iter().filter(|answer| answer.is_err()).count();
+        tracing::debug!(%from, admitted = answers.len() - refused, refused, "gossiped batch admitted");
+    }
+}
+
+/// Keeps the engine's persistent peers and gossip's allow-list equal to the configured peers
+/// the ledger admits, as governance changes the validator set.
+async fn follow_admitted_peers(
+    mut admitted: watch::Receiver<BTreeSet<PublicKey>>,
+    peers: Vec<ConfiguredPeer>,
+    mut current: Vec<ConfiguredPeer>,
+    net_requests: mpsc::Sender<NetworkRequest>,
+    allow_list: crate::gossip::AllowList,
+) {
+    while admitted.changed().await.is_ok() {
+        let keys = admitted.borrow_and_update().clone();
+        let next: Vec<ConfiguredPeer> = admitted_peers(&peers, &keys).cloned().collect();
+        let current_keys: BTreeSet<PublicKey> = current.iter().map(|peer| peer.key).collect();
+        let next_keys: BTreeSet<PublicKey> = next.iter().map(|peer| peer.key).collect();
+        if current_keys == next_keys {
+            continue;
+        }
+        for peer in current.iter().filter(|peer| !next_keys.contains(&peer.key)) {
+            info!(address = %peer.address, "peer no longer admitted by the ledger: disconnecting");
+            update_engine_peer(
+                &net_requests,
+                PersistentPeersOp::Remove(peer.address_with_id.clone()),
+            )
+            .await;
+        }
+        for peer in next.iter().filter(|peer| !current_keys.contains(&peer.key)) {
+            info!(address = %peer.address, "peer admitted by the ledger: connecting");
+            update_engine_peer(
+                &net_requests,
+                PersistentPeersOp::Add(peer.address_with_id.clone()),
+            )
+            .await;
+        }
+        allow_list.set(gossip_peers(&next));
+        current = next;
+    }
+}
+
+async fn update_engine_peer(net_requests: &mpsc::Sender<NetworkRequest>, op: PersistentPeersOp) {
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let described = format!("{op:?}");
+    if net_requests
+        .send(NetworkRequest::UpdatePersistentPeers(op, reply))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    match answer.await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => warn!(%error, op = described, "persistent peer update refused"),
+        Err(_) => warn!(
+            op = described,
+            "the engine's network did not answer a peer update"
+        ),
+    }
 }

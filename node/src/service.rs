@@ -75,7 +75,8 @@ pub async fn start_from_config(config: &NodeConfig) -> Result<RunningNode> {
         node.mempool.clone(),
         node.committed.clone(),
         Arc::new(now_ms),
-    );
+    )
+    .with_network(node.network.clone());
     let (stop_api, api_stopped) = oneshot::channel::<()>();
     let api = tokio::spawn(api::serve_on(listener, state, async {
         let _ = api_stopped.await;

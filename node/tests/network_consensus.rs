@@ -4,10 +4,14 @@
 //! Each test starts its own network on ports from the OS; the tests in this file run one at a
 //! time (a shared lock), so a 2-core CI machine runs one network at a time.
 
+use ipledger_node::admission;
 use ipledger_node::consensus::app::Committed;
-use ipledger_node::runner::{start, NodeHandle, NodeSetup};
+use ipledger_node::runner::{self, start, NodeHandle, NodeSetup};
 use ledger_core::genesis::Genesis;
+use ledger_core::genesis::Validator;
 use ledger_core::testkit::{test_genesis, test_key, TEST_ORGANISATIONS};
+use ledger_core::tx::{Action, GovernanceAction, SignedTx};
+use ledger_core::types::Role;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -16,12 +20,15 @@ static ONE_NETWORK_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const
 /// Generous: a loaded 2-core machine may be slow, and a condition is polled, never slept on.
 const DEADLINE: Duration = Duration::from_secs(120);
 
+/// A port free for both TCP (consensus) and UDP (transaction gossip, QUIC).
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+    loop {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = tcp.local_addr().expect("addr").port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Set `IPLEDGER_TEST_LOG=info` (or debug, or a filter) to see the nodes' logs.
@@ -56,6 +63,9 @@ struct Network {
     dirs: Vec<tempfile::TempDir>,
     ports: Vec<u16>,
     nodes: Vec<Option<NodeHandle>>,
+    /// Peers every validator's config names besides the other validators (nodes the ledger
+    /// may admit later).
+    extra_peers: Vec<(String, ledger_core::crypto::PublicKey)>,
 }
 
 impl Network {
@@ -76,6 +86,7 @@ impl Network {
             dirs,
             ports,
             nodes: (0..4).map(|_| None).collect(),
+            extra_peers: Vec::new(),
         };
         for index in running {
             network.start_node(*index).await;
@@ -107,6 +118,7 @@ impl Network {
                     let key = test_key(&format!("{}/node", TEST_ORGANISATIONS[i].0)).public_key();
                     (format!("/ip4/127.0.0.1/tcp/{}", self.ports[i]), key)
                 })
+                .chain(self.extra_peers.iter().cloned())
                 .collect(),
             validator: true,
             clock_ms,
@@ -170,39 +182,111 @@ async fn four_validators_commit_identical_blocks() {
     let network = Network::start().await;
     network.wait_for_height(&[0, 1, 2, 3], 5).await;
     network.assert_same_blocks(&[0, 1, 2, 3], 5);
+    // Status: every node sees the three others as validator peers, for consensus and gossip.
+    for index in 0..4 {
+        let view = &network.node(index).network;
+        let started = Instant::now();
+        loop {
+            let peers = view.engine_peers().await.map(|dump| {
+                dump.peers
+                    .values()
+                    .filter(|peer| peer.consensus_address.is_some())
+                    .count()
+            });
+            let gossip = view.gossip_status.borrow().connected.len();
+            if peers == Some(3) && gossip == 3 {
+                break;
+            }
+            assert!(
+                started.elapsed() < DEADLINE,
+                "node {index} sees {peers:?} validator peers and {gossip} gossip peers"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(
+            !view.sync.borrow().syncing,
+            "node {index} follows by consensus"
+        );
+    }
     network.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn transaction_submitted_to_one_validator_commits_everywhere() {
-    let _one = ONE_NETWORK_AT_A_TIME.lock().await;
-    let network = Network::start().await;
-    network.wait_for_height(&[0, 1, 2, 3], 1).await;
+/// An evidence attestation by the court, valid on `genesis` until `valid_until`.
+fn court_attestation(genesis: &Genesis, what: &[u8], valid_until: u64) -> SignedTx {
     let mut chain = ledger_core::testkit::TestChain::new(4);
     let mut tx = chain.tx(
         ledger_core::tx::Action::AttestEvidence {
             attestor: "court".into(),
-            evidence_hash: ledger_core::crypto::Digest::sha256(b"network evidence"),
+            evidence_hash: ledger_core::crypto::Digest::sha256(what),
             kind: ledger_core::types::EvidenceKind::Document,
             case_ref: None,
             related_asset: None,
         },
         &[],
     );
-    tx.body.chain_id = network.genesis.chain_id.clone();
-    tx.body.valid_until = network.height(0) + 100;
+    tx.body.chain_id = genesis.chain_id.clone();
+    tx.body.valid_until = valid_until;
     tx.signatures.clear();
     tx.sign(&test_key("court"));
+    tx
+}
+
+/// `action` signed by `signers` for the network's chain, valid for 50 heights past `height`.
+fn network_tx(genesis: &Genesis, action: Action, signers: &[&str], height: u64) -> SignedTx {
+    let mut tx = ledger_core::testkit::TestChain::new(4).tx(action, &[]);
+    tx.body.chain_id = genesis.chain_id.clone();
+    tx.body.valid_until = height + 50;
+    for signer in signers {
+        tx.sign(&test_key(signer));
+    }
+    tx
+}
+
+/// Submits `tx` to `node` and waits until `node` commits it; returns the height.
+async fn commit_through(node: &NodeHandle, genesis: &Genesis, tx: SignedTx) -> u64 {
     let id = tx.id();
-    let mut committed = network.node(2).committed.subscribe();
-    let vtx = ledger_core::rules::VerifiedTx::verify(tx).expect("signed");
+    let mut committed = node.committed.subscribe();
+    submit(node, genesis, tx, now_ms());
+    let started = Instant::now();
+    loop {
+        assert!(
+            started.elapsed() < DEADLINE,
+            "transaction {id} never committed"
+        );
+        match tokio::time::timeout(Duration::from_secs(1), committed.recv()).await {
+            Ok(Ok(Committed { height, tx_ids })) if tx_ids.contains(&id) => return height,
+            _ => continue,
+        }
+    }
+}
+
+/// What the API does with a submission: admission at the node, then gossip.
+fn submit(node: &NodeHandle, genesis: &Genesis, tx: SignedTx, now_ms: u64) {
+    admission::admit(&node.store, genesis, &node.mempool, tx.clone(), now_ms)
+        .expect("the node admits the transaction");
+    node.network.gossip.publish(tx);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_submitted_to_a_validator_that_never_proposes_commits_everywhere() {
+    let _one = ONE_NETWORK_AT_A_TIME.lock().await;
+    let mut network = Network::start_some(&[0, 1, 2]).await;
+    // The court's clock runs a minute ahead, so every block it proposes is refused: a
+    // transaction that waited only in its mempool would never commit. Only gossip can carry
+    // it to a proposer.
+    let skew_ms = 60_000;
     network
-        .node(2)
-        .mempool
-        .lock()
-        .unwrap()
-        .insert(vtx)
-        .expect("mempool accepts");
+        .start_node_with_clock(3, Arc::new(move || now_ms() + skew_ms))
+        .await;
+    network.wait_for_height(&[0, 1, 2, 3], 1).await;
+    let tx = court_attestation(
+        &network.genesis,
+        b"network evidence",
+        network.height(3) + 100,
+    );
+    let id = tx.id();
+    let mut committed = network.node(0).committed.subscribe();
+    submit(network.node(3), &network.genesis, tx, now_ms() + skew_ms);
     let started = Instant::now();
     let height = loop {
         assert!(started.elapsed() < DEADLINE, "transaction never committed");
@@ -212,6 +296,17 @@ async fn transaction_submitted_to_one_validator_commits_everywhere() {
         }
     };
     network.wait_for_height(&[0, 1, 2, 3], height).await;
+    let block = network
+        .node(0)
+        .store
+        .block(height)
+        .unwrap()
+        .expect("committed");
+    assert_ne!(
+        block.header.proposer,
+        test_key("court/node").public_key(),
+        "the court's proposals are refused"
+    );
     for index in 0..4 {
         assert!(
             network
@@ -221,6 +316,10 @@ async fn transaction_submitted_to_one_validator_commits_everywhere() {
                 .expect("readable")
                 .is_some(),
             "node {index} has the tx"
+        );
+        assert!(
+            !network.node(index).mempool.lock().unwrap().contains(&id),
+            "node {index} dropped the committed tx from its mempool"
         );
     }
     network.assert_same_blocks(&[0, 1, 2, 3], height);
@@ -255,6 +354,11 @@ async fn validator_starting_from_an_empty_store_syncs_from_height_one() {
     let target = network.height(0) + 2;
     network.wait_for_height(&[0, 1, 2, 3], target).await;
     network.assert_same_blocks(&[0, 1, 2, 3], target);
+    let synced = network.node(3).network.sync.borrow().last_synced_height;
+    assert!(
+        synced.is_some_and(|height| height >= 8),
+        "status reports the blocks that came by sync: {synced:?}"
+    );
     network.stop().await;
 }
 
@@ -328,6 +432,10 @@ async fn outsider_node_is_refused_and_has_no_effect() {
     })
     .await
     .expect("the outsider starts");
+    // The outsider also gossips a transaction that every validator would otherwise admit.
+    let tx = court_attestation(&network.genesis, b"outsider gossip", network.height(0) + 50);
+    let id = tx.id();
+    submit(&outsider, &network.genesis, tx, now_ms());
     let target = network.height(0) + 6;
     network.wait_for_height(&[0, 1, 2, 3], target).await;
     assert_eq!(
@@ -335,6 +443,24 @@ async fn outsider_node_is_refused_and_has_no_effect() {
         0,
         "validators must not serve an outsider"
     );
+    let outsider_peer = runner::peer_id(&test_key("outsider/node").public_key()).unwrap();
+    for index in 0..4 {
+        let node = network.node(index);
+        assert!(
+            !node.mempool.lock().unwrap().contains(&id),
+            "node {index} took the outsider's gossip"
+        );
+        assert!(node.store.tx_location(&id).unwrap().is_none());
+        assert!(
+            !node
+                .network
+                .gossip_status
+                .borrow()
+                .connected
+                .contains(&outsider_peer),
+            "node {index} keeps a gossip connection to the outsider"
+        );
+    }
     network.assert_same_blocks(&[0, 1, 2, 3], target);
     let outsider_key = test_key("outsider/node").public_key();
     for height in 1..target {
@@ -383,5 +509,131 @@ async fn proposals_from_a_validator_with_a_fast_clock_are_refused_and_the_chain_
             "block {height} is from the future"
         );
     }
+    network.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_is_refused_until_governance_admits_it_as_a_validator_then_it_joins() {
+    let _one = ONE_NETWORK_AT_A_TIME.lock().await;
+    // Every validator's config already names bank-c's node; the ledger does not admit it yet.
+    let newcomer_key = test_key("bank-c/node");
+    let newcomer_port = free_port();
+    let newcomer_address = format!("/ip4/127.0.0.1/tcp/{newcomer_port}");
+    let mut network = Network::start_some(&[]).await;
+    network.extra_peers = vec![(newcomer_address.clone(), newcomer_key.public_key())];
+    for index in 0..4 {
+        network.start_node(index).await;
+    }
+    let newcomer_dir = tempfile::tempdir().expect("tempdir");
+    let newcomer = start(NodeSetup {
+        moniker: format!("bank-c-{newcomer_port}"),
+        genesis: network.genesis.clone(),
+        node_key: Arc::new(test_key("bank-c/node")),
+        data_dir: newcomer_dir.path().to_path_buf(),
+        listen_addr: newcomer_address,
+        peers: (0..4)
+            .map(|i| {
+                let key = test_key(&format!("{}/node", TEST_ORGANISATIONS[i].0)).public_key();
+                (format!("/ip4/127.0.0.1/tcp/{}", network.ports[i]), key)
+            })
+            .collect(),
+        validator: true,
+        clock_ms: Arc::new(now_ms),
+    })
+    .await
+    .expect("the newcomer starts");
+    network.wait_for_height(&[0, 1, 2, 3], 4).await;
+    assert_eq!(
+        newcomer.store.head_height().unwrap(),
+        0,
+        "a node the ledger does not admit is not served"
+    );
+
+    // Governance: admit bank-c, then schedule its node as a fifth validator.
+    let genesis = network.genesis.clone();
+    let admit = Action::Governance(GovernanceAction::AdmitOrganisation {
+        party: "bank-c".into(),
+        name: "bank-c bank".into(),
+        role: Role::Bank,
+        key: test_key("bank-c").public_key(),
+    });
+    let height = network.height(0);
+    let admit = network_tx(
+        &genesis,
+        admit,
+        &["trading-center", "bank-a", "bank-b"],
+        height,
+    );
+    commit_through(network.node(0), &genesis, admit).await;
+    let mut validators = genesis.validators.clone();
+    validators.push(Validator {
+        organisation: "bank-c".into(),
+        key: newcomer_key.public_key(),
+        power: 1,
+    });
+    validators.sort_by_key(|v| v.key);
+    let effective_height = network.height(0) + 30;
+    let change = Action::Governance(GovernanceAction::ChangeValidators {
+        validators,
+        effective_height,
+    });
+    let height = network.height(0);
+    let change = network_tx(
+        &genesis,
+        change,
+        &["trading-center", "bank-a", "court"],
+        height,
+    );
+    let scheduled_at = commit_through(network.node(0), &genesis, change).await;
+    assert!(scheduled_at < effective_height);
+
+    // Now admitted, it is connected, syncs, and signs certificates once the set takes effect.
+    let started = Instant::now();
+    let signed_at = loop {
+        assert!(
+            started.elapsed() < DEADLINE,
+            "the admitted node never signed a certificate (its head: {})",
+            newcomer.store.head_height().unwrap()
+        );
+        let head = network.height(0);
+        let signed = (effective_height..head).find(|h| {
+            network
+                .node(0)
+                .store
+                .certificate(*h)
+                .unwrap()
+                .is_some_and(|c| {
+                    c.signatures
+                        .iter()
+                        .any(|s| s.validator == newcomer_key.public_key())
+                })
+        });
+        if let Some(height) = signed {
+            break height;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    network.wait_for_height(&[0, 1, 2, 3], signed_at + 1).await;
+    let started = Instant::now();
+    while newcomer.store.head_height().unwrap() < signed_at {
+        assert!(
+            started.elapsed() < DEADLINE,
+            "the admitted node did not catch up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for height in 1..=signed_at {
+        assert_eq!(
+            newcomer.store.block(height).unwrap().map(|b| b.encode()),
+            network
+                .node(0)
+                .store
+                .block(height)
+                .unwrap()
+                .map(|b| b.encode()),
+            "the admitted node disagrees on block {height}"
+        );
+    }
+    newcomer.stop().await;
     network.stop().await;
 }

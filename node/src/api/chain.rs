@@ -3,6 +3,7 @@
 use super::error::ApiError;
 use super::{blocking, ApiState};
 use crate::mempool::MEMPOOL_TXS_MAX;
+use crate::runner::NetworkView;
 use crate::store::Snapshot;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
@@ -52,6 +53,38 @@ pub struct StatusAnswer {
     pub mempool_size: usize,
     /// The most the mempool holds.
     pub mempool_max: usize,
+    /// Peers and sync; `null` for an API over a bare store.
+    pub network: Option<NetworkStatus>,
+}
+
+/// The `network` part of [`StatusAnswer`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkStatus {
+    /// Consensus peers the engine is connected to; `null` if its network did not answer.
+    pub peers: Option<Vec<PeerStatus>>,
+    /// Peer ids connected for transaction gossip.
+    pub gossip_peers: Vec<String>,
+    /// Admitted transactions not gossiped because the queue was full (they wait here).
+    pub gossip_outbound_dropped: u64,
+    /// Gossiped batches dropped because admission was behind.
+    pub gossip_inbound_dropped: u64,
+    /// True while blocks arrive by sync: this node is catching up with its peers.
+    pub syncing: bool,
+    /// The last height committed from sync since the node started.
+    pub last_synced_height: Option<u64>,
+}
+
+/// One consensus peer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerStatus {
+    /// Its libp2p peer id (from its node key).
+    pub peer_id: String,
+    /// Its name, as it announces it.
+    pub moniker: String,
+    /// Its address.
+    pub address: String,
+    /// Whether it proved a validator key of the current set.
+    pub validator: bool,
 }
 
 /// `GET /v1/blocks/{height}`: the block with its hash and certificate.
@@ -130,6 +163,10 @@ pub(super) fn certified_header(
 
 /// `GET /v1/status`.
 pub(super) async fn status(State(state): State<ApiState>) -> Result<Response, ApiError> {
+    let network = match &state.inner.network {
+        Some(view) => Some(network_status(view).await),
+        None => None,
+    };
     blocking(move || {
         let snapshot = state.store().snapshot()?;
         let head = snapshot.head_height()?;
@@ -170,10 +207,38 @@ pub(super) async fn status(State(state): State<ApiState>) -> Result<Response, Ap
             validators,
             mempool_size,
             mempool_max: MEMPOOL_TXS_MAX,
+            network,
         })
         .into_response())
     })
     .await
+}
+
+async fn network_status(view: &NetworkView) -> NetworkStatus {
+    let peers = view.engine_peers().await.map(|dump| {
+        let mut peers: Vec<PeerStatus> = dump
+            .peers
+            .iter()
+            .map(|(peer_id, info)| PeerStatus {
+                peer_id: peer_id.to_string(),
+                moniker: info.moniker.clone(),
+                address: info.address.to_string(),
+                validator: info.consensus_address.is_some(),
+            })
+            .collect();
+        peers.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
+        peers
+    });
+    let gossip = view.gossip_status.borrow().clone();
+    let sync = *view.sync.borrow();
+    NetworkStatus {
+        peers,
+        gossip_peers: gossip.connected.iter().map(ToString::to_string).collect(),
+        gossip_outbound_dropped: view.gossip.dropped(),
+        gossip_inbound_dropped: gossip.inbound_dropped,
+        syncing: sync.syncing,
+        last_synced_height: sync.last_synced_height,
+    }
 }
 
 fn parse_height(text: &str) -> Result<u64, ApiError> {

@@ -30,6 +30,7 @@ pub use transactions::{TxState, TxStatus};
 
 use crate::consensus::app::Committed;
 use crate::mempool::Mempool;
+use crate::runner::NetworkView;
 use crate::store::Store;
 use anyhow::Context as _;
 use axum::error_handling::HandleErrorLayer;
@@ -88,6 +89,8 @@ struct Inner {
     waiters: Arc<Semaphore>,
     requests: Arc<Semaphore>,
     shutdown: watch::Sender<bool>,
+    /// Peers, sync and gossip of a running node; absent for an API over a bare store (tests).
+    network: Option<NetworkView>,
 }
 
 /// The API's load limits; [`ApiLimits::default`] has [`CONCURRENT_REQUESTS_MAX`] and
@@ -151,8 +154,18 @@ impl ApiState {
                 waiters: Arc::new(Semaphore::new(limits.waiters)),
                 requests: Arc::new(Semaphore::new(limits.concurrent_requests)),
                 shutdown: watch::Sender::new(false),
+                network: None,
             }),
         }
+    }
+
+    /// Connects the API to its node's network: admitted transactions are gossiped, and
+    /// `/v1/status` reports peers and sync. Call before serving.
+    pub fn with_network(mut self, network: NetworkView) -> ApiState {
+        Arc::get_mut(&mut self.inner)
+            .expect("the network is connected before the API state is shared")
+            .network = Some(network);
+        self
     }
 
     /// Tells every waiting submission to answer now (with status `pending`), so that a graceful

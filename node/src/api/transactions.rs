@@ -138,9 +138,13 @@ pub(super) async fn submit(
         blocking(move || {
             let now = state.now_ms();
             let inner = &state.inner;
+            let gossip = inner.network.as_ref().map(|network| (network, tx.clone()));
             match admission::admit(&inner.store, &inner.genesis, &inner.mempool, tx, now) {
                 Ok(id) => {
                     inner.metrics.admitted();
+                    if let Some((network, tx)) = gossip {
+                        network.gossip.publish(tx);
+                    }
                     Ok(id)
                 }
                 Err(AdmitError::Duplicate(id)) => {

@@ -12,27 +12,28 @@ use super::context::{
     PART_BYTES_MAX,
 };
 use super::signing::{verify_bytes, ConsensusSigner};
-use crate::mempool::Mempool;
+use crate::mempool::{signed_hash, Mempool};
 use crate::store::Store;
 use anyhow::{bail, Context as _, Result};
 use bytes::Bytes;
 use ledger_core::block::Block;
-use ledger_core::crypto::Digest;
+use ledger_core::crypto::{Digest, PublicKey};
 use ledger_core::execute::{execute_block, BlockBuilder, BlockError, ExecutedBlock, Parent};
 use ledger_core::genesis::Genesis;
-use ledger_core::rejection::TxError;
+use ledger_core::rejection::{Rejection, TxError};
 use ledger_core::rules::{BlockContext, VerifiedTx};
 use ledger_core::state::{Overlay, StateKey, ValidatorSchedule};
+use ledger_core::tx::SignedTx;
 use malachitebft_app_channel::app::engine::host::{HeightParams, Next, SyncedValueOutcome};
 use malachitebft_app_channel::app::streaming::{StreamContent, StreamId, StreamMessage};
 use malachitebft_app_channel::app::types::core::{LinearTimeouts, Round, Validity};
 use malachitebft_app_channel::app::types::sync::RawDecidedValue;
 use malachitebft_app_channel::app::types::{LocallyProposedValue, PeerId, ProposedValue};
 use malachitebft_app_channel::{AppMsg, Channels, NetworkMsg};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 use tracing::{error, info, warn};
 
 /// The most partially received proposal streams kept at once.
@@ -55,6 +56,42 @@ pub struct Committed {
 struct Undecided {
     executed: ExecutedBlock,
     bytes: Bytes,
+    /// Whether it came by sync (decided before this node saw it) rather than by a proposal.
+    synced: bool,
+}
+
+/// How the node follows the chain, for `/v1/status`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    /// True while the blocks this node commits come by sync: it is behind its peers. False once
+    /// it commits a block decided in a round it took part in.
+    pub syncing: bool,
+    /// The last height committed from sync, if any since start.
+    pub last_synced_height: Option<u64>,
+}
+
+/// What the application loop reports besides committed blocks.
+#[derive(Clone, Debug)]
+pub struct AppReports {
+    /// Announcements of committed blocks.
+    pub committed: broadcast::Sender<Committed>,
+    /// The node keys the ledger admits at the head: the validators of the next height and of
+    /// any scheduled change. Peers outside this set are disconnected.
+    pub admitted: watch::Sender<BTreeSet<PublicKey>>,
+    /// Sync progress.
+    pub sync: watch::Sender<SyncReport>,
+}
+
+/// Where a block to check came from, which decides what is checked.
+#[derive(Clone, Copy, Debug)]
+enum BlockOrigin {
+    /// Streamed by `proposer` for a round. A fresh proposal (not a re-proposed locked value)
+    /// must carry a time within the skew bound of the local clock. Signatures this node checked
+    /// when the transactions entered its mempool are not checked again.
+    Proposal { proposer: Address, fresh: bool },
+    /// Decided long ago and fetched by sync: every signature is checked, and the time only for
+    /// never going backwards (execution checks that).
+    Sync,
 }
 
 /// A block assembled from streamed parts, not yet checked against state.
@@ -80,7 +117,7 @@ pub struct ConsensusApp {
     store: Arc<Store>,
     signer: Arc<ConsensusSigner>,
     mempool: Arc<Mutex<Mempool>>,
-    committed: broadcast::Sender<Committed>,
+    reports: AppReports,
     clock_ms: Arc<dyn Fn() -> u64 + Send + Sync>,
     undecided: HashMap<(Height, BlockHash), Undecided>,
     streams: HashMap<(PeerId, StreamId), PartialStream>,
@@ -95,7 +132,7 @@ impl ConsensusApp {
         store: Arc<Store>,
         signer: Arc<ConsensusSigner>,
         mempool: Arc<Mutex<Mempool>>,
-        committed: broadcast::Sender<Committed>,
+        reports: AppReports,
         clock_ms: Arc<dyn Fn() -> u64 + Send + Sync>,
     ) -> ConsensusApp {
         let ctx = IpledgerContext {
@@ -107,7 +144,7 @@ impl ConsensusApp {
             store,
             signer,
             mempool,
-            committed,
+            reports,
             clock_ms,
             undecided: HashMap::new(),
             streams: HashMap::new(),
@@ -137,6 +174,7 @@ impl ConsensusApp {
     ) -> Result<()> {
         match msg {
             AppMsg::ConsensusReady { reply } => {
+                self.report_admitted()?;
                 let start = Height(self.store.head_height()? + 1);
                 info!(height = %start, "consensus ready");
                 let _ = reply.send((start, self.height_params(start)?));
@@ -228,12 +266,7 @@ impl ConsensusApp {
     /// The validator set, timeouts and target block interval for `height`, read from the
     /// committed state (governance may have changed the set).
     fn height_params(&self, height: Height) -> Result<HeightParams<IpledgerContext>> {
-        let head = self.store.head_height()?;
-        let snapshot = self.store.snapshot()?;
-        let state = snapshot.state(head);
-        let schedule: ValidatorSchedule = Overlay::new(&state)
-            .get(&StateKey::ValidatorSchedule)?
-            .context("validator schedule missing from state")?;
+        let (_, schedule) = self.schedule()?;
         let validators = schedule
             .set_at(height.0)
             .with_context(|| format!("no validator set for height {height}"))?;
@@ -253,6 +286,31 @@ impl ConsensusApp {
             timeouts,
             Some(interval),
         ))
+    }
+
+    /// The committed head height and the validator schedule in its state.
+    fn schedule(&self) -> Result<(u64, ValidatorSchedule)> {
+        let snapshot = self.store.snapshot()?;
+        let head = snapshot.head_height()?;
+        let state = snapshot.state(head);
+        let schedule: ValidatorSchedule = Overlay::new(&state)
+            .get(&StateKey::ValidatorSchedule)?
+            .context("validator schedule missing from state")?;
+        Ok((head, schedule))
+    }
+
+    /// Publishes the node keys the ledger admits at the head, if they changed.
+    fn report_admitted(&self) -> Result<()> {
+        let (head, schedule) = self.schedule()?;
+        let admitted = admitted_node_keys(&schedule, head);
+        self.reports.admitted.send_if_modified(|current| {
+            let changed = *current != admitted;
+            if changed {
+                *current = admitted;
+            }
+            changed
+        });
+        Ok(())
     }
 
     /// The hash and certificate of the block before `height` (the genesis before height 1).
@@ -293,8 +351,14 @@ impl ConsensusApp {
         info!(%height, %round, txs = executed.block.txs.len(), %hash, "proposing");
         self.publish_parts(height, round, Round::Nil, &bytes, channels)
             .await?;
-        self.undecided
-            .insert((height, hash), Undecided { executed, bytes });
+        self.undecided.insert(
+            (height, hash),
+            Undecided {
+                executed,
+                bytes,
+                synced: false,
+            },
+        );
         Ok(LocallyProposedValue::new(height, round, hash))
     }
 
@@ -528,12 +592,21 @@ impl ConsensusApp {
             proposer,
             bytes,
         } = assembled;
-        let fresh = pol_round == Round::Nil;
-        let (validity, value) = match self.check_block(height, &bytes, Some(proposer), fresh)? {
+        let origin = BlockOrigin::Proposal {
+            proposer,
+            fresh: pol_round == Round::Nil,
+        };
+        let (validity, value) = match self.check_block(height, &bytes, origin)? {
             Ok(executed) => {
                 let hash = BlockHash::from(executed.block.header.hash());
-                self.undecided
-                    .insert((height, hash), Undecided { executed, bytes });
+                self.undecided.insert(
+                    (height, hash),
+                    Undecided {
+                        executed,
+                        bytes,
+                        synced: false,
+                    },
+                );
                 (Validity::Valid, hash)
             }
             Err(reason) => {
@@ -557,8 +630,7 @@ impl ConsensusApp {
         &self,
         height: Height,
         bytes: &[u8],
-        proposer: Option<Address>,
-        fresh: bool,
+        origin: BlockOrigin,
     ) -> Result<std::result::Result<ExecutedBlock, String>> {
         let block = match Block::decode(bytes) {
             Ok(block) => block,
@@ -570,22 +642,21 @@ impl ConsensusApp {
                 block.header.height
             )));
         }
-        if proposer.is_some_and(|p| p.public_key() != block.header.proposer) {
-            return Ok(Err("header proposer is not the streaming proposer".into()));
+        if let BlockOrigin::Proposal { proposer, fresh } = origin {
+            if proposer.public_key() != block.header.proposer {
+                return Ok(Err("header proposer is not the streaming proposer".into()));
+            }
+            let skew = self.genesis.consensus.clock_skew_max_ms;
+            let now = (self.clock_ms)();
+            if fresh && block.header.time_ms.abs_diff(now) > skew {
+                return Ok(Err(format!(
+                    "block time {} is more than {skew} ms from local time {now}",
+                    block.header.time_ms
+                )));
+            }
         }
-        let skew = self.genesis.consensus.clock_skew_max_ms;
-        let now = (self.clock_ms)();
-        if fresh && block.header.time_ms.abs_diff(now) > skew {
-            return Ok(Err(format!(
-                "block time {} is more than {skew} ms from local time {now}",
-                block.header.time_ms
-            )));
-        }
-        let verified: std::result::Result<Vec<VerifiedTx>, _> =
-            VerifiedTx::verify_many(block.txs.clone())
-                .into_iter()
-                .collect();
-        let verified = match verified {
+        let reuse = matches!(origin, BlockOrigin::Proposal { .. });
+        let verified = match self.verify_signatures(&block.txs, reuse) {
             Ok(verified) => verified,
             Err(rejection) => {
                 return Ok(Err(format!("a transaction signature fails: {rejection}")))
@@ -600,6 +671,39 @@ impl ConsensusApp {
             Err(BlockError::Storage(error)) => Err(error.into()),
             Err(invalid) => Ok(Err(invalid.to_string())),
         }
+    }
+
+    /// Checks the signatures of a block's transactions, in batches. With `reuse`, a transaction
+    /// waiting in the mempool with the same full signed bytes is taken as checked: it was, when
+    /// it entered. The first failure is the answer.
+    fn verify_signatures(
+        &self,
+        txs: &[SignedTx],
+        reuse: bool,
+    ) -> std::result::Result<Vec<VerifiedTx>, Rejection> {
+        let mut verified: Vec<Option<VerifiedTx>> = vec![None; txs.len()];
+        if reuse {
+            let mempool = self.mempool.lock().expect("mempool lock");
+            for (slot, tx) in verified.iter_mut().zip(txs) {
+                *slot = mempool.verified(&tx.id(), &signed_hash(tx)).cloned();
+            }
+        }
+        let unchecked: Vec<SignedTx> = verified
+            .iter()
+            .zip(txs)
+            .filter(|(slot, _)| slot.is_none())
+            .map(|(_, tx)| tx.clone())
+            .collect();
+        let mut checked = VerifiedTx::verify_many(unchecked).into_iter();
+        verified
+            .into_iter()
+            .map(|slot| match slot {
+                Some(vtx) => Ok(vtx),
+                None => checked
+                    .next()
+                    .expect("one result per unchecked transaction"),
+            })
+            .collect()
     }
 
     /// Commits the decided block, durably, with the decided certificate.
@@ -626,14 +730,22 @@ impl ConsensusApp {
             .iter()
             .map(|tx| tx.id())
             .collect();
-        self.mempool
-            .lock()
-            .expect("mempool lock")
-            .remove(&tx_ids.iter().copied().collect());
+        {
+            let mut mempool = self.mempool.lock().expect("mempool lock");
+            mempool.remove(&tx_ids.iter().copied().collect());
+            mempool.remove_expired(height.0 + 1);
+        }
         self.undecided.retain(|(h, _), _| *h > height);
-        info!(%height, txs = tx_ids.len(), "committed");
+        info!(%height, txs = tx_ids.len(), synced = undecided.synced, "committed");
+        self.reports.sync.send_modify(|report| {
+            report.syncing = undecided.synced;
+            if undecided.synced {
+                report.last_synced_height = Some(height.0);
+            }
+        });
+        self.report_admitted()?;
         // Nobody listening is fine: the API subscribes only while a client waits.
-        let _ = self.committed.send(Committed {
+        let _ = self.reports.committed.send(Committed {
             height: height.0,
             tx_ids: Arc::new(tx_ids),
         });
@@ -679,7 +791,7 @@ impl ConsensusApp {
         value_bytes: Bytes,
     ) -> Result<SyncedValueOutcome<IpledgerContext>> {
         // A synced block was decided long ago: only monotonic time is checked, not the skew.
-        match self.check_block(height, &value_bytes, None, false)? {
+        match self.check_block(height, &value_bytes, BlockOrigin::Sync)? {
             Ok(executed) => {
                 let hash = BlockHash::from(executed.block.header.hash());
                 self.undecided.insert(
@@ -687,6 +799,7 @@ impl ConsensusApp {
                     Undecided {
                         executed,
                         bytes: value_bytes,
+                        synced: true,
                     },
                 );
                 let value = ProposedValue {
@@ -705,6 +818,23 @@ impl ConsensusApp {
             }
         }
     }
+}
+
+/// The node keys admitted after `head`: every validator of the next height's set and of any set
+/// scheduled after it.
+pub fn admitted_node_keys(schedule: &ValidatorSchedule, head: u64) -> BTreeSet<PublicKey> {
+    let next = head + 1;
+    let current = schedule.set_at(next).unwrap_or_default();
+    let scheduled = schedule
+        .entries
+        .iter()
+        .filter(|entry| entry.from_height > next)
+        .flat_map(|entry| entry.validators.iter());
+    current
+        .iter()
+        .chain(scheduled)
+        .map(|validator| validator.key)
+        .collect()
 }
 
 fn stream_id(height: Height, round: Round) -> StreamId {

@@ -1,0 +1,462 @@
+//! Transaction gossip: a transaction admitted at one node reaches every validator's mempool, so
+//! whichever validator proposes next can include it.
+//!
+//! The engine's network carries only consensus traffic, so gossip runs its own libp2p swarm (the
+//! libp2p version the engine brings) with the node's key as its identity: QUIC on the UDP port
+//! of the same number as the node's consensus TCP port, and gossipsub on one topic per chain.
+//! Only the peers in the allow-list (the validators the ledger admits) may connect; anyone else
+//! is refused at the connection.
+//!
+//! A message is a batch of canonically encoded transactions (PROTOCOL.md, "Transaction
+//! gossip"). Batches are cut every [`GOSSIP_FLUSH_INTERVAL`] or at [`GOSSIP_BATCH_TXS_MAX`]
+//! transactions / [`GOSSIP_BATCH_BYTES_MAX`] bytes. Received transactions go through the same
+//! admission as submitted ones (signatures, rules); gossip is best effort and never trusted: a
+//! transaction it loses still waits in its first node's mempool.
+
+use crate::runner::peer_id;
+use anyhow::{Context as _, Result};
+use ledger_core::crypto::{Digest, PublicKey, SigningKey};
+use ledger_core::encoding;
+use ledger_core::tx::{SignedTx, TX_BYTES_MAX};
+use libp2p::futures::StreamExt as _;
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{allow_block_list, gossipsub, Multiaddr, PeerId, Swarm};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+/// The most transactions in one gossip message.
+pub const GOSSIP_BATCH_TXS_MAX: usize = 512;
+/// The most encoded transaction bytes in one gossip message.
+pub const GOSSIP_BATCH_BYTES_MAX: usize = 1 << 20;
+/// How long an admitted transaction waits for others to share its message.
+pub const GOSSIP_FLUSH_INTERVAL: Duration = Duration::from_millis(20);
+/// Admitted transactions waiting to be gossiped; past this, gossip of new ones is skipped (they
+/// still wait in this node's mempool) and counted.
+pub const GOSSIP_OUTBOUND_CAPACITY: usize = 20_000;
+/// Received batches waiting for admission; past this, received batches are dropped.
+pub const GOSSIP_INBOUND_BATCHES_MAX: usize = 256;
+/// How often missing peers are dialled again.
+pub const GOSSIP_REDIAL_INTERVAL: Duration = Duration::from_secs(2);
+
+/// The gossipsub topic of a chain's transactions.
+pub fn gossip_topic(chain_id: &str) -> gossipsub::IdentTopic {
+    gossipsub::IdentTopic::new(format!("ipledger/txs/v1/{chain_id}"))
+}
+
+/// The gossip address that goes with a consensus address: the same host, UDP instead of TCP on
+/// the same port number, QUIC v1.
+pub fn gossip_address(consensus: &Multiaddr) -> Result<Multiaddr> {
+    let mut gossip = Multiaddr::empty();
+    let mut port = None;
+    for protocol in consensus.iter() {
+        match protocol {
+            Protocol::Tcp(tcp) => port = Some(tcp),
+            Protocol::P2p(_) => {}
+            other => gossip.push(other),
+        }
+    }
+    let port = port.with_context(|| format!("{consensus} names no TCP port"))?;
+    gossip.push(Protocol::Udp(port));
+    gossip.push(Protocol::QuicV1);
+    Ok(gossip)
+}
+
+/// The IP socket address of an `/ip4|ip6/…/udp/…` multiaddr (not of a DNS name).
+fn udp_socket_address(address: &Multiaddr) -> Option<std::net::SocketAddr> {
+    let mut ip = None;
+    let mut port = None;
+    for protocol in address.iter() {
+        match protocol {
+            Protocol::Ip4(v4) => ip = Some(std::net::IpAddr::V4(v4)),
+            Protocol::Ip6(v6) => ip = Some(std::net::IpAddr::V6(v6)),
+            Protocol::Udp(udp) => port = Some(udp),
+            _ => {}
+        }
+    }
+    Some(std::net::SocketAddr::new(ip?, port?))
+}
+
+/// A peer gossip may talk to: its node key and its consensus address (from the node's config).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GossipPeer {
+    /// The peer's consensus address; gossip dials [`gossip_address`] of it.
+    pub address: Multiaddr,
+    /// The peer's node key, which fixes its peer id.
+    pub key: PublicKey,
+}
+
+/// Received transactions, as one gossip message carried them.
+#[derive(Debug)]
+pub struct ReceivedBatch {
+    /// The peer that sent it to us.
+    pub from: PeerId,
+    /// The transactions, each decoded strictly; undecodable messages never get here.
+    pub txs: Vec<SignedTx>,
+}
+
+/// What the gossip task reports for `/v1/status`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GossipStatus {
+    /// Connected peers.
+    pub connected: Vec<PeerId>,
+    /// Received batches dropped because admission was behind.
+    pub inbound_dropped: u64,
+}
+
+/// A running gossip swarm.
+pub struct TxGossip {
+    sender: GossipSender,
+    allow_list: AllowList,
+    status: watch::Receiver<GossipStatus>,
+    task: JoinHandle<()>,
+    listen: Multiaddr,
+}
+
+/// How long stopping waits for the gossip socket to close: QUIC connections drain briefly after
+/// the swarm is dropped, and a node restarted in the same process needs the port back.
+pub const GOSSIP_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Queues admitted transactions for gossip; cheap to clone.
+#[derive(Clone)]
+pub struct GossipSender {
+    outbound: mpsc::Sender<SignedTx>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl GossipSender {
+    /// Queues an admitted transaction for gossip. Never waits: if the queue is full the
+    /// transaction is not gossiped (it still waits in this node's mempool) and the miss counted.
+    pub fn publish(&self, tx: SignedTx) {
+        if self.outbound.try_send(tx).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// How many admitted transactions were not gossiped because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// Changes the peers gossip accepts and dials; cheap to clone.
+#[derive(Clone)]
+pub struct AllowList {
+    updates: mpsc::UnboundedSender<Vec<GossipPeer>>,
+}
+
+impl AllowList {
+    /// Replaces the peers gossip accepts and dials; connections to others close.
+    pub fn set(&self, peers: Vec<GossipPeer>) {
+        // After the swarm stopped there is nothing left to allow.
+        let _ = self.updates.send(peers);
+    }
+}
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    allowed: allow_block_list::Behaviour<allow_block_list::AllowedPeers>,
+    gossipsub: gossipsub::Behaviour,
+}
+
+impl TxGossip {
+    /// Starts the swarm listening on the gossip address of `listen` and dialling `peers`;
+    /// received batches go to `inbound`.
+    pub fn start(
+        node_key: &SigningKey,
+        chain_id: &str,
+        listen: &Multiaddr,
+        peers: Vec<GossipPeer>,
+        inbound: mpsc::Sender<ReceivedBatch>,
+    ) -> Result<TxGossip> {
+        let keypair = libp2p::identity::Keypair::ed25519_from_bytes(node_key.seed())
+            .context("gossip identity from the node key")?;
+        let config = gossipsub::ConfigBuilder::default()
+            .max_transmit_size(GOSSIP_BATCH_BYTES_MAX + 64 * 1024)
+            .message_id_fn(|message| {
+                gossipsub::MessageId::from(Digest::sha256(&message.data).as_bytes().to_vec())
+            })
+            .validation_mode(gossipsub::ValidationMode::Strict)
+            .heartbeat_interval(Duration::from_secs(1))
+            .build()
+            .context("gossipsub configuration")?;
+        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+            .with_tokio()
+            .with_quic()
+            .with_behaviour(|key| {
+                let gossipsub = gossipsub::Behaviour::new(
+                    gossipsub::MessageAuthenticity::Signed(key.clone()),
+                    config,
+                )?;
+                Ok(Behaviour {
+                    allowed: allow_block_list::Behaviour::default(),
+                    gossipsub,
+                })
+            })
+            .context("gossip behaviour")?
+            .with_swarm_config(|config| {
+                config.with_idle_connection_timeout(Duration::from_secs(3600))
+            })
+            .build();
+        let topic = gossip_topic(chain_id);
+        swarm
+            .behaviour_mut()
+            .gossipsub
+            .subscribe(&topic)
+            .context("subscribing to the transaction topic")?;
+        let listen = gossip_address(listen)?;
+        swarm
+            .listen_on(listen.clone())
+            .with_context(|| format!("gossip cannot listen on {listen}"))?;
+        let (outbound, outbound_rx) = mpsc::channel(GOSSIP_OUTBOUND_CAPACITY);
+        let (updates, updates_rx) = mpsc::unbounded_channel();
+        let (status_tx, status) = watch::channel(GossipStatus::default());
+        let mut task = GossipTask {
+            swarm,
+            topic,
+            peers: BTreeMap::new(),
+            connected: HashSet::new(),
+            batch: Vec::new(),
+            batch_bytes: 0,
+            inbound,
+            status: status_tx,
+            inbound_dropped: 0,
+        };
+        task.set_allowed(peers)?;
+        let task = tokio::spawn(task.run(outbound_rx, updates_rx));
+        info!(%listen, "transaction gossip listening");
+        Ok(TxGossip {
+            sender: GossipSender {
+                outbound,
+                dropped: Arc::new(AtomicU64::new(0)),
+            },
+            allow_list: AllowList { updates },
+            status,
+            task,
+            listen,
+        })
+    }
+
+    /// Where admitted transactions go to be gossiped.
+    pub fn sender(&self) -> GossipSender {
+        self.sender.clone()
+    }
+
+    /// The handle that changes who gossip talks to.
+    pub fn allow_list(&self) -> AllowList {
+        self.allow_list.clone()
+    }
+
+    /// The connected peers and drop counts, updated as they change.
+    pub fn status(&self) -> watch::Receiver<GossipStatus> {
+        self.status.clone()
+    }
+
+    /// Stops the swarm and waits (up to [`GOSSIP_STOP_TIMEOUT`]) until its UDP port is free.
+    pub async fn stop(self) {
+        self.task.abort();
+        let _ = self.task.await;
+        let Some(socket) = udp_socket_address(&self.listen) else {
+            return;
+        };
+        let deadline = tokio::time::Instant::now() + GOSSIP_STOP_TIMEOUT;
+        while std::net::UdpSocket::bind(socket).is_err() {
+            if tokio::time::Instant::now() > deadline {
+                warn!(%socket, "the gossip socket is still open after stopping");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+struct GossipTask {
+    swarm: Swarm<Behaviour>,
+    topic: gossipsub::IdentTopic,
+    /// Allowed peers by peer id, with the address to dial.
+    peers: BTreeMap<PeerId, Multiaddr>,
+    connected: HashSet<PeerId>,
+    batch: Vec<SignedTx>,
+    batch_bytes: usize,
+    inbound: mpsc::Sender<ReceivedBatch>,
+    status: watch::Sender<GossipStatus>,
+    inbound_dropped: u64,
+}
+
+impl GossipTask {
+    async fn run(
+        mut self,
+        mut outbound: mpsc::Receiver<SignedTx>,
+        mut allowed: mpsc::UnboundedReceiver<Vec<GossipPeer>>,
+    ) {
+        let mut flush = tokio::time::interval(GOSSIP_FLUSH_INTERVAL);
+        let mut redial = tokio::time::interval(GOSSIP_REDIAL_INTERVAL);
+        loop {
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_event(event),
+                Some(tx) = outbound.recv() => self.add_to_batch(tx),
+                Some(peers) = allowed.recv() => {
+                    if let Err(error) = self.set_allowed(peers) {
+                        warn!(%error, "gossip allow-list not updated");
+                    }
+                }
+                _ = flush.tick() => self.flush(),
+                _ = redial.tick() => self.dial_missing(),
+            }
+        }
+    }
+
+    fn set_allowed(&mut self, peers: Vec<GossipPeer>) -> Result<()> {
+        let mut next = BTreeMap::new();
+        for peer in peers {
+            next.insert(peer_id(&peer.key)?, gossip_address(&peer.address)?);
+        }
+        let behaviour = self.swarm.behaviour_mut();
+        for gone in self.peers.keys().filter(|id| !next.contains_key(id)) {
+            behaviour.allowed.disallow_peer(*gone);
+        }
+        for id in next.keys() {
+            behaviour.allowed.allow_peer(*id);
+        }
+        self.peers = next;
+        self.dial_missing();
+        Ok(())
+    }
+
+    fn dial_missing(&mut self) {
+        let missing: Vec<(PeerId, Multiaddr)> = self
+            .peers
+            .iter()
+            .filter(|(id, _)| !self.connected.contains(id))
+            .map(|(id, address)| (*id, address.clone()))
+            .collect();
+        for (id, address) in missing {
+            let address = address.with(Protocol::P2p(id));
+            if let Err(error) = self.swarm.dial(address.clone()) {
+                debug!(%address, %error, "gossip dial failed");
+            }
+        }
+    }
+
+    fn add_to_batch(&mut self, tx: SignedTx) {
+        let len = tx.encode().len();
+        assert!(len <= TX_BYTES_MAX, "admitted transactions fit the limit");
+        if self.batch_bytes + len > GOSSIP_BATCH_BYTES_MAX {
+            self.flush();
+        }
+        self.batch_bytes += len;
+        self.batch.push(tx);
+        if self.batch.len() >= GOSSIP_BATCH_TXS_MAX {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.batch);
+        self.batch_bytes = 0;
+        let count = batch.len();
+        let message = encoding::encode(&batch);
+        match self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(self.topic.clone(), message)
+        {
+            Ok(_) => debug!(count, "gossiped transactions"),
+            Err(error) => debug!(count, %error, "transactions not gossiped"),
+        }
+    }
+
+    fn on_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                self.connected.insert(peer_id);
+                self.publish_status();
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                self.connected.remove(&peer_id);
+                self.publish_status();
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message,
+                ..
+            })) => self.on_message(propagation_source, &message.data),
+            _ => {}
+        }
+    }
+
+    fn on_message(&mut self, from: PeerId, data: &[u8]) {
+        let txs: Vec<SignedTx> = match encoding::decode(data, "transaction gossip batch") {
+            Ok(txs) => txs,
+            Err(error) => {
+                warn!(%from, %error, "undecodable gossip message dropped");
+                return;
+            }
+        };
+        if txs.len() > GOSSIP_BATCH_TXS_MAX {
+            warn!(%from, count = txs.len(), "gossip batch over the limit dropped");
+            return;
+        }
+        if self.inbound.try_send(ReceivedBatch { from, txs }).is_err() {
+            self.inbound_dropped += 1;
+            self.publish_status();
+        }
+    }
+
+    fn publish_status(&self) {
+        let mut connected: Vec<PeerId> = self.connected.iter().copied().collect();
+        connected.sort();
+        self.status.send_replace(GossipStatus {
+            connected,
+            inbound_dropped: self.inbound_dropped,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// PROTOCOL.md section 15: a batch is a count then the signed transactions.
+    #[test]
+    fn a_gossip_batch_is_as_protocol_md_describes() {
+        let hex_text = include_str!("../../docs/vectors/signed_tx_register_work.hex");
+        let tx_bytes = hex::decode(hex_text.trim()).expect("vector is hex");
+        let tx = SignedTx::decode(&tx_bytes).expect("vector decodes");
+        let batch = encoding::encode(&vec![tx.clone()]);
+        let mut expected = vec![1, 0, 0, 0, 0, 0, 0, 0];
+        expected.extend_from_slice(&tx_bytes);
+        assert_eq!(batch, expected);
+        let decoded: Vec<SignedTx> = encoding::decode(&batch, "batch").expect("decodes");
+        assert_eq!(decoded, vec![tx]);
+    }
+
+    #[test]
+    fn gossip_address_is_quic_on_the_same_port_number() {
+        let consensus: Multiaddr = "/ip4/10.0.0.2/tcp/26656".parse().unwrap();
+        assert_eq!(
+            gossip_address(&consensus).unwrap().to_string(),
+            "/ip4/10.0.0.2/udp/26656/quic-v1"
+        );
+        let dns: Multiaddr = "/dns/bank-a.example/tcp/4000".parse().unwrap();
+        assert_eq!(
+            gossip_address(&dns).unwrap().to_string(),
+            "/dns/bank-a.example/udp/4000/quic-v1"
+        );
+        let no_port: Multiaddr = "/ip4/10.0.0.2".parse().unwrap();
+        assert!(gossip_address(&no_port).is_err());
+    }
+}
