@@ -609,6 +609,39 @@ fn users_flows(cli: &Cli) {
         serde_json::json!([])
     );
 
+    // Any command as a draft for a co-signer on another machine: the trading center enrols a
+    // second holder, who signs the draft on their own machine; anyone submits it.
+    let wang = cli.path("wang.key");
+    let wang_public = cli.ok(&["keys", "create", &wang])["public_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let enrol = cli.path("enrol-wang.json");
+    let drafted = cli.ok(&[
+        "party",
+        "enroll",
+        "--party",
+        "holder-wang",
+        "--name",
+        "Wang Fang",
+        "--id-document",
+        &cli.path("id.jpg"),
+        "--public-key",
+        &wang_public,
+        "--key",
+        &tc,
+        "--draft",
+        &enrol,
+    ]);
+    assert_eq!(drafted["signatures"], 1);
+    cli.refused("missing_signature", &["pledge", "submit", &enrol]);
+    cli.ok(&["pledge", "sign", &enrol, "--key", &wang]);
+    cli.ok(&["pledge", "submit", &enrol]);
+    std::fs::set_permissions(&wang, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .expect("chmod");
+    let refused = cli.fails(2, &["keys", "show", &wang]);
+    assert!(refused.contains("chmod 600"), "{refused}");
+
     // A draft that was edited after signing is refused as a bad file; a stale answer is refused.
     let mut edited = json_file(&admit);
     edited["tx"]["body"]["valid_until"] = Value::from(1);
