@@ -651,4 +651,13 @@ fn users_flows(cli: &Cli) {
     offline.fails(3, &["work", "show", &work]);
     let status = cli.ok(&["status"]);
     assert!(status["status"]["height"].as_u64().unwrap() >= 1);
+    let human = cli.run(&["status"]);
+    assert_eq!(human.code, 0, "{}", human.stderr);
+    for line in ["peers", "sync", "certified      height"] {
+        assert!(
+            human.stdout.contains(line),
+            "status without {line:?}: {}",
+            human.stdout
+        );
+    }
 }

@@ -45,11 +45,12 @@ pub(crate) fn run(context: &Context) -> Result<Output> {
         "validators",
         "validator_set_hash",
     ];
+    if let Some(network) = status.get("network").and_then(Value::as_object) {
+        lines.extend(describe_network(network));
+    }
     if let Some(object) = status.as_object() {
-        for (name, value) in object
-            .iter()
-            .filter(|(name, _)| !known.contains(&name.as_str()))
-        {
+        let shown = |name: &str| known.contains(&name) || name == "network";
+        for (name, value) in object.iter().filter(|(name, _)| !shown(name)) {
             lines.push(format!("  {name:<14} {}", text(value)));
         }
     }
@@ -87,4 +88,52 @@ pub(crate) fn run(context: &Context) -> Result<Output> {
         lines,
         json!({"ok": true, "node": node.url(), "status": status, "certified": certified}),
     ))
+}
+
+/// The `network` member of a node's status (peers, gossip, sync), as far as it is present.
+fn describe_network(network: &serde_json::Map<String, Value>) -> Vec<String> {
+    let mut lines = Vec::new();
+    match network.get("peers") {
+        Some(Value::Array(peers)) => {
+            let names: Vec<String> = peers
+                .iter()
+                .map(|peer| {
+                    let moniker = peer["moniker"].as_str().unwrap_or("?");
+                    let role = if peer["validator"] == true {
+                        "validator"
+                    } else {
+                        "peer"
+                    };
+                    format!("{moniker} ({role})")
+                })
+                .collect();
+            lines.push(format!(
+                "  {:<14} {}: {}",
+                "peers",
+                peers.len(),
+                names.join(", ")
+            ));
+        }
+        Some(Value::Null) => lines.push(format!(
+            "  {:<14} unknown (the consensus network did not answer)",
+            "peers"
+        )),
+        _ => {}
+    }
+    if let Some(Value::Array(gossip)) = network.get("gossip_peers") {
+        lines.push(format!("  {:<14} {}", "gossip peers", gossip.len()));
+    }
+    if let Some(Value::Bool(syncing)) = network.get("syncing") {
+        let last = match network.get("last_synced_height").and_then(Value::as_u64) {
+            Some(height) => format!(", last block from sync: {height}"),
+            None => String::new(),
+        };
+        let state = if *syncing {
+            "catching up with its peers"
+        } else {
+            "in step with its peers"
+        };
+        lines.push(format!("  {:<14} {state}{last}", "sync"));
+    }
+    lines
 }
