@@ -227,3 +227,30 @@ fn a_receipt_checked_against_another_genesis_fails() {
         Err(ClientError::Verification(_))
     ));
 }
+
+#[test]
+fn a_wrong_fingerprint_fails_and_a_file_that_is_no_receipt_is_bad_input() {
+    let case = case();
+    let run = |receipt: &Path, fingerprint: &str| {
+        Command::new(env!("CARGO_BIN_EXE_ipledger"))
+            .arg("--genesis")
+            .arg(&case.genesis)
+            .args(["evidence", "verify"])
+            .arg(&case.evidence)
+            .arg("--receipt")
+            .arg(receipt)
+            .args(["--expect-fingerprint", fingerprint])
+            .output()
+            .expect("runs")
+    };
+    let other = Digest::sha256(b"another genesis").to_string();
+    let out = run(&case.receipt, &other);
+    assert_eq!(out.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("fingerprint"));
+    let genesis = ipledger_genesis::read_genesis(&case.genesis).expect("genesis");
+    let not_a_receipt = case.receipt.with_extension("txt");
+    std::fs::write(&not_a_receipt, "{\"hello\": 1}").expect("write");
+    let out = run(&not_a_receipt, &genesis.hash().to_string());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a receipt file"));
+}
