@@ -286,41 +286,7 @@ pub enum PledgeCommand {
         --amount 3000000 --maturity 2027-06-30 --first-rank --out pledge.json\n\n\
         Then: pledge value (appraiser), pledge sign (pledgor, bank, trading center), pledge submit."
     )]
-    Draft {
-        /// The owner pledging the assets.
-        #[arg(long, value_name = "PARTY")]
-        pledgor: String,
-        /// The lending bank.
-        #[arg(long, value_name = "PARTY")]
-        bank: String,
-        /// The registering trading center (default: the genesis' trading center).
-        #[arg(long, value_name = "PARTY")]
-        registrar: Option<String>,
-        /// A pledged asset by its text form; repeat for several.
-        #[arg(long = "asset", value_name = "ASSET")]
-        assets: Vec<String>,
-        /// A pledged work by its file; repeat for several.
-        #[arg(long = "work-file", value_name = "FILE")]
-        work_files: Vec<PathBuf>,
-        /// The secured amount, in major units with at most two decimals.
-        #[arg(long)]
-        amount: String,
-        /// Its currency (ISO 4217).
-        #[arg(long, default_value = "CNY")]
-        currency: String,
-        /// Maturity (YYYY-MM-DD, UTC; or Unix ms).
-        #[arg(long, value_name = "DATE")]
-        maturity: String,
-        /// Demand first rank: refused if any asset already carries an active pledge.
-        #[arg(long)]
-        first_rank: bool,
-        /// How many heights the draft stays valid (default: the genesis' maximum).
-        #[arg(long, value_name = "HEIGHTS")]
-        valid_for: Option<u64>,
-        /// The draft file to write.
-        #[arg(long, value_name = "FILE")]
-        out: PathBuf,
-    },
+    Draft(PledgeDraftArgs),
     /// Adds the appraiser's signed valuation to an unsigned draft: the amount and the report's
     /// SHA-256 (the report itself stays here).
     #[command(
@@ -398,6 +364,44 @@ pub enum PledgeCommand {
         #[arg(long, value_name = "PARTY")]
         bank: String,
     },
+}
+
+/// `ipledger pledge draft`.
+#[derive(Debug, Args)]
+pub struct PledgeDraftArgs {
+    /// The owner pledging the assets.
+    #[arg(long, value_name = "PARTY")]
+    pub pledgor: String,
+    /// The lending bank.
+    #[arg(long, value_name = "PARTY")]
+    pub bank: String,
+    /// The registering trading center (default: the genesis' trading center).
+    #[arg(long, value_name = "PARTY")]
+    pub registrar: Option<String>,
+    /// A pledged asset by its text form; repeat for several.
+    #[arg(long = "asset", value_name = "ASSET")]
+    pub assets: Vec<String>,
+    /// A pledged work by its file; repeat for several.
+    #[arg(long = "work-file", value_name = "FILE")]
+    pub work_files: Vec<PathBuf>,
+    /// The secured amount, in major units with at most two decimals.
+    #[arg(long)]
+    pub amount: String,
+    /// Its currency (ISO 4217).
+    #[arg(long, default_value = "CNY")]
+    pub currency: String,
+    /// Maturity (YYYY-MM-DD, UTC; or Unix ms).
+    #[arg(long, value_name = "DATE")]
+    pub maturity: String,
+    /// Demand first rank: refused if any asset already carries an active pledge.
+    #[arg(long)]
+    pub first_rank: bool,
+    /// How many heights the draft stays valid (default: the genesis' maximum).
+    #[arg(long, value_name = "HEIGHTS")]
+    pub valid_for: Option<u64>,
+    /// The draft file to write.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
 }
 
 /// Signing a draft.

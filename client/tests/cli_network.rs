@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 /// and two networks would compete for two cores).
 static NETWORK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// The patent the flows record and pledge.
+const PATENT: &str = "patent:CNIPA:ZL202110000001.X";
 /// How long a node may take to reach a height.
 const HEIGHT_DEADLINE: Duration = Duration::from_secs(120);
 
@@ -167,9 +169,40 @@ async fn every_command_works_against_a_four_validator_network() {
     flows.expect("every command behaves as the rules say");
 }
 
+/// What the stages of the flows share.
+struct Flow<'a> {
+    cli: &'a Cli,
+    tc: String,
+    li: String,
+    song: String,
+    work: String,
+    pledge_a_id: String,
+    pledge_b_id: String,
+}
+
 fn users_flows(cli: &Cli) {
-    let tc = cli.key("trading-center");
-    let li = cli.path("li.key");
+    let mut flow = Flow {
+        cli,
+        tc: cli.key("trading-center"),
+        li: cli.path("li.key"),
+        song: cli.path("song.flac"),
+        work: String::new(),
+        pledge_a_id: String::new(),
+        pledge_b_id: String::new(),
+    };
+    keys_and_assets(&mut flow);
+    pledges_and_their_refusals(&mut flow);
+    evidence_verified_offline(&flow);
+    court_orders_and_enforcement(&flow);
+    proven_lists(&flow);
+    governance_and_drafts(&flow);
+}
+
+/// Keys (0600, the secret never printed), enrolment, a work and a patent.
+fn keys_and_assets(flow: &mut Flow) {
+    let cli = flow.cli;
+    let tc = flow.tc.clone();
+    let li = flow.li.clone();
     // Keys: 0600, the public key shown, the secret never printed.
     let created = cli.ok(&["keys", "create", &li]);
     let public = created["public_key"]
@@ -227,7 +260,6 @@ fn users_flows(cli: &Cli) {
         Path::new(&format!("{song}.receipt.json")).exists(),
         "the receipt is saved beside the work"
     );
-    let patent = "patent:CNIPA:ZL202110000001.X";
     cli.ok(&[
         "asset",
         "record",
@@ -250,6 +282,16 @@ fn users_flows(cli: &Cli) {
     assert_eq!(shown["record"]["owner"], "holder-li");
     assert!(shown["proven_height"].as_u64().unwrap() >= registered["height"].as_u64().unwrap());
 
+    flow.work = work;
+}
+
+/// Bank A's first-rank pledge (draft, value, sign x3, submit), the refusals of the demo.
+fn pledges_and_their_refusals(flow: &mut Flow) {
+    let cli = flow.cli;
+    let tc = flow.tc.clone();
+    let li = flow.li.clone();
+    let song = flow.song.clone();
+    let work = flow.work.clone();
     // Bank A's first-rank pledge: draft, value, sign x3, submit.
     let pledge_a = cli.path("pledge-a.json");
     cli.ok(&[
@@ -262,7 +304,7 @@ fn users_flows(cli: &Cli) {
         "--asset",
         &work,
         "--asset",
-        patent,
+        PATENT,
         "--amount",
         "3000000",
         "--maturity",
@@ -365,6 +407,14 @@ fn users_flows(cli: &Cli) {
     }
     cli.refused("first_rank_unavailable", &["pledge", "submit", &demand]);
 
+    flow.pledge_a_id = pledge_a_id;
+    flow.pledge_b_id = pledge_b_id;
+}
+
+/// Evidence, verified offline; a tampered file and receipt fail with exit 4.
+fn evidence_verified_offline(flow: &Flow) {
+    let cli = flow.cli;
+    let li = flow.li.clone();
     // Evidence, verified offline; a tampered file and receipt fail with exit 4.
     let page = cli.path("page.html");
     std::fs::write(&page, b"<html>a copy of Jinli Street</html>").expect("write");
@@ -416,7 +466,16 @@ fn users_flows(cli: &Cli) {
             &cli.path("tampered.receipt.json"),
         ],
     );
+}
 
+/// The court, releases, consent of the remaining pledgee, court-ordered transfer and enforcement.
+fn court_orders_and_enforcement(flow: &Flow) {
+    let cli = flow.cli;
+    let li = flow.li.clone();
+    let song = flow.song.clone();
+    let work = flow.work.clone();
+    let pledge_a_id = flow.pledge_a_id.clone();
+    let pledge_b_id = flow.pledge_b_id.clone();
     // The court: freeze, enforcement refused as frozen, unfreeze; bank A releases.
     let court = cli.key("court");
     cli.ok(&[
@@ -528,7 +587,12 @@ fn users_flows(cli: &Cli) {
         "--key",
         &court,
     ]);
+}
 
+/// Proven lists.
+fn proven_lists(flow: &Flow) {
+    let cli = flow.cli;
+    let work = flow.work.clone();
     // Proven lists.
     let history = cli.ok(&["work", "history", &work]);
     let events: Vec<String> = history["entries"]
@@ -575,7 +639,13 @@ fn users_flows(cli: &Cli) {
         cli.ok(&["work", "show", &work])["record"]["owner"],
         "bank-b"
     );
+}
 
+/// Governance, drafts co-signed elsewhere, and the failures that are not refusals.
+fn governance_and_drafts(flow: &Flow) {
+    let cli = flow.cli;
+    let tc = flow.tc.clone();
+    let work = flow.work.clone();
     // Governance: admit bank-c, signed by three of the four validator organisations.
     let bank_c = cli.path("bank-c.key");
     let bank_c_public = cli.ok(&["keys", "create", &bank_c])["public_key"]
@@ -648,7 +718,13 @@ fn users_flows(cli: &Cli) {
     std::fs::write(cli.path("edited.json"), edited.to_string()).expect("write");
     cli.fails(2, &["gov", "submit", &cli.path("edited.json")]);
     cli.fails(4, &["--max-age", "0", "work", "show", &work]);
-    offline.fails(3, &["work", "show", &work]);
+    let unreachable = Cli {
+        node: "http://127.0.0.1:9".into(),
+        genesis: cli.genesis.clone(),
+        work: cli.work.clone(),
+        keys: cli.keys.clone(),
+    };
+    unreachable.fails(3, &["work", "show", &work]);
     let status = cli.ok(&["status"]);
     assert!(status["status"]["height"].as_u64().unwrap() >= 1);
     let human = cli.run(&["status"]);

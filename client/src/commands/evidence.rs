@@ -107,14 +107,7 @@ pub fn verify(
         max_age_ms: u64::MAX,
     };
     let verified = trust.verify_receipt(&receipt, None)?;
-    let Action::AttestEvidence {
-        attestor,
-        evidence_hash,
-        kind,
-        case_ref,
-        related_asset,
-    } = &receipt.leaf.tx.body.action
-    else {
+    let Action::AttestEvidence { evidence_hash, .. } = &receipt.leaf.tx.body.action else {
         return Err(ClientError::verification(format!(
             "the receipt verifies, but its transaction {} is not an evidence attestation",
             verified.tx_id
@@ -126,20 +119,36 @@ pub fn verify(
             file.display()
         )));
     }
+    Ok(verified_output(file, &trust.genesis, &receipt, &verified))
+}
+
+/// What `evidence verify` prints once everything checked out.
+fn verified_output(
+    file: &Path,
+    genesis: &ledger_core::genesis::Genesis,
+    receipt: &ledger_core::receipt::Receipt,
+    verified: &ledger_core::receipt::VerifiedReceipt,
+) -> Output {
+    let Action::AttestEvidence {
+        attestor,
+        evidence_hash,
+        kind,
+        case_ref,
+        related_asset,
+    } = &receipt.leaf.tx.body.action
+    else {
+        unreachable!("verify checked that the receipt attests evidence");
+    };
+    let fingerprint = verified.genesis_hash;
     let signers: Vec<String> = verified
         .signers
         .iter()
-        .map(|key| {
-            match trust
-                .genesis
-                .organisations
-                .iter()
-                .find(|org| org.key == *key)
-            {
+        .map(
+            |key| match genesis.organisations.iter().find(|org| org.key == *key) {
                 Some(org) => format!("{key} ({}, a founding organisation)", org.party),
                 None => key.to_string(),
-            }
-        })
+            },
+        )
         .collect();
     let lines = vec![
         format!("VERIFIED: {} is the evidence attested as {evidence_hash}", file.display()),
@@ -152,9 +161,9 @@ pub fn verify(
             verified.certified_height,
             receipt.validator_changes.len()
         ),
-        format!("  genesis        {fingerprint} (chain {}): compare it with the fingerprint the consortium publishes", trust.genesis.chain_id),
+        format!("  genesis        {fingerprint} (chain {}): compare it with the fingerprint the consortium publishes", genesis.chain_id),
     ];
-    Ok(Output::new(
+    Output::new(
         lines,
         json!({
             "ok": true,
@@ -172,7 +181,7 @@ pub fn verify(
             "time_utc": utc(verified.time_ms),
             "certified_height": verified.certified_height,
             "genesis_fingerprint": fingerprint,
-            "chain_id": trust.genesis.chain_id,
+            "chain_id": genesis.chain_id,
         }),
-    ))
+    )
 }

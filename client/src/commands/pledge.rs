@@ -2,7 +2,7 @@
 //! commands (show, release, enforce, list).
 
 use super::{new_tx, party_id, sign_and_submit, sign_draft, submit_draft, Context, Signers};
-use crate::cli::PledgeCommand;
+use crate::cli::{PledgeCommand, PledgeDraftArgs};
 use crate::error::{ClientError, Result};
 use crate::files::{hash_file, Draft};
 use crate::text::{describe_action, money, parse_asset, parse_date_ms, parse_money, utc};
@@ -15,74 +15,7 @@ use serde_json::json;
 
 pub(crate) fn run(context: &Context, command: PledgeCommand) -> Result<Output> {
     match command {
-        PledgeCommand::Draft {
-            pledgor,
-            bank,
-            registrar,
-            assets,
-            work_files,
-            amount,
-            currency,
-            maturity,
-            first_rank,
-            valid_for,
-            out,
-        } => {
-            let genesis = context.genesis()?;
-            let registrar = match registrar {
-                Some(registrar) => party_id(&registrar)?,
-                None => genesis
-                    .organisations
-                    .iter()
-                    .find(|org| org.role == Role::TradingCenter)
-                    .map(|org| org.party.clone())
-                    .ok_or_else(|| {
-                        ClientError::usage("the genesis names no trading center; pass --registrar")
-                    })?,
-            };
-            let mut pledged: Vec<AssetId> = assets
-                .iter()
-                .map(|text| parse_asset(text))
-                .collect::<Result<_>>()?;
-            for file in &work_files {
-                pledged.push(AssetId::Work {
-                    content_hash: hash_file(file)?,
-                });
-            }
-            if pledged.is_empty() {
-                return Err(ClientError::usage(
-                    "name at least one pledged asset with --asset or --work-file",
-                ));
-            }
-            let terms = PledgeTerms {
-                assets: pledged,
-                pledgor: party_id(&pledgor)?,
-                pledgee: party_id(&bank)?,
-                registrar,
-                secured_amount: parse_money(&amount, &currency)?,
-                maturity_ms: parse_date_ms(&maturity)?,
-                first_rank,
-                valuations: Vec::new(),
-            };
-            let tx = new_tx(
-                &genesis,
-                &context.node(),
-                Action::RegisterPledge(terms),
-                valid_for.unwrap_or(u64::MAX),
-            )?;
-            let draft = Draft::new(tx);
-            draft.write(&out)?;
-            let mut lines = vec![format!("wrote unsigned pledge draft {}:", out.display())];
-            lines.extend(describe_action(&draft.tx.body.action));
-            lines.push(format!(
-                "  valid until height {}; next: `ipledger pledge value` (appraiser), then `ipledger pledge sign` by pledgor, bank and trading center",
-                draft.tx.body.valid_until
-            ));
-            Ok(Output::new(
-                lines,
-                json!({"ok": true, "draft": out, "tx_id": draft.tx_id, "valid_until": draft.tx.body.valid_until}),
-            ))
-        }
+        PledgeCommand::Draft(args) => draft(context, args),
         PledgeCommand::Value {
             file,
             amount,
@@ -151,6 +84,76 @@ pub(crate) fn run(context: &Context, command: PledgeCommand) -> Result<Output> {
         }
         PledgeCommand::List { bank } => list(context, &bank),
     }
+}
+
+fn draft(context: &Context, args: PledgeDraftArgs) -> Result<Output> {
+    let PledgeDraftArgs {
+        pledgor,
+        bank,
+        registrar,
+        assets,
+        work_files,
+        amount,
+        currency,
+        maturity,
+        first_rank,
+        valid_for,
+        out,
+    } = args;
+    let genesis = context.genesis()?;
+    let registrar = match registrar {
+        Some(registrar) => party_id(&registrar)?,
+        None => genesis
+            .organisations
+            .iter()
+            .find(|org| org.role == Role::TradingCenter)
+            .map(|org| org.party.clone())
+            .ok_or_else(|| {
+                ClientError::usage("the genesis names no trading center; pass --registrar")
+            })?,
+    };
+    let mut pledged: Vec<AssetId> = assets
+        .iter()
+        .map(|text| parse_asset(text))
+        .collect::<Result<_>>()?;
+    for file in &work_files {
+        pledged.push(AssetId::Work {
+            content_hash: hash_file(file)?,
+        });
+    }
+    if pledged.is_empty() {
+        return Err(ClientError::usage(
+            "name at least one pledged asset with --asset or --work-file",
+        ));
+    }
+    let terms = PledgeTerms {
+        assets: pledged,
+        pledgor: party_id(&pledgor)?,
+        pledgee: party_id(&bank)?,
+        registrar,
+        secured_amount: parse_money(&amount, &currency)?,
+        maturity_ms: parse_date_ms(&maturity)?,
+        first_rank,
+        valuations: Vec::new(),
+    };
+    let tx = new_tx(
+        &genesis,
+        &context.node(),
+        Action::RegisterPledge(terms),
+        valid_for.unwrap_or(u64::MAX),
+    )?;
+    let draft = Draft::new(tx);
+    draft.write(&out)?;
+    let mut lines = vec![format!("wrote unsigned pledge draft {}:", out.display())];
+    lines.extend(describe_action(&draft.tx.body.action));
+    lines.push(format!(
+        "  valid until height {}; next: `ipledger pledge value` (appraiser), then `ipledger pledge sign` by pledgor, bank and trading center",
+        draft.tx.body.valid_until
+    ));
+    Ok(Output::new(
+        lines,
+        json!({"ok": true, "draft": out, "tx_id": draft.tx_id, "valid_until": draft.tx.body.valid_until}),
+    ))
 }
 
 fn value(

@@ -2,6 +2,7 @@
 
 use super::Context;
 use crate::error::Result;
+use crate::node::NodeClient;
 use crate::text::utc;
 use crate::Output;
 use ledger_core::state::{LedgerHead, StateKey};
@@ -57,9 +58,17 @@ pub(crate) fn run(context: &Context) -> Result<Output> {
     if let Some(validators) = status["validators"].as_array() {
         lines.push(format!("  {:<14} {}", "validators", validators.len()));
     }
-    // The node's claims above are not proofs; prove its head against the genesis if we have it.
-    let certified = match context.trust() {
-        Ok(trust) => match trust.read::<LedgerHead>(&node, &StateKey::LedgerHead) {
+    let certified = certify(context, &node, &status, &mut lines);
+    Ok(Output::new(
+        lines,
+        json!({"ok": true, "node": node.url(), "status": status, "certified": certified}),
+    ))
+}
+
+/// The node's claims are not proofs: proves its head against the genesis, if we have it.
+fn certify(context: &Context, node: &NodeClient, status: &Value, lines: &mut Vec<String>) -> Value {
+    match context.trust() {
+        Ok(trust) => match trust.read::<LedgerHead>(node, &StateKey::LedgerHead) {
             Ok(proven) => {
                 let fingerprint = trust.genesis.hash();
                 if status["genesis_hash"].as_str() != Some(fingerprint.to_string().as_str()) {
@@ -83,11 +92,7 @@ pub(crate) fn run(context: &Context) -> Result<Output> {
             lines.push(format!("  certified      not checked ({error})"));
             Value::Null
         }
-    };
-    Ok(Output::new(
-        lines,
-        json!({"ok": true, "node": node.url(), "status": status, "certified": certified}),
-    ))
+    }
 }
 
 /// The `network` member of a node's status (peers, gossip, sync), as far as it is present.

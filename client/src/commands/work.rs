@@ -1,7 +1,7 @@
 //! `ipledger work`: a rights holder's works (and, for show and history, any asset).
 
 use super::{sign_and_submit, Context, Signers};
-use crate::cli::{AssetArg, WorkCommand, WorkKindArg};
+use crate::cli::{AssetArg, Signing, Submission, WorkCommand, WorkKindArg};
 use crate::error::{ClientError, Result};
 use crate::files::hash_file;
 use crate::text::{parse_asset, parse_date_ms, utc};
@@ -10,7 +10,7 @@ use ledger_core::state::{AssetDetails, AssetEvent, AssetRecord, HistoryEntry, St
 use ledger_core::tx::Action;
 use ledger_core::types::{AssetId, WorkKind};
 use serde_json::json;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub(crate) fn run(context: &Context, command: WorkCommand) -> Result<Output> {
     match command {
@@ -21,32 +21,7 @@ pub(crate) fn run(context: &Context, command: WorkCommand) -> Result<Output> {
             authors,
             signing,
             submission,
-        } => {
-            let trust = context.trust()?;
-            let node = context.node();
-            let content_hash = hash_file(&file)?;
-            let signers = Signers::read(&signing)?;
-            let owner = signers.actor(&trust, &node)?;
-            let action = Action::RegisterWork {
-                content_hash,
-                title: title.clone(),
-                kind: work_kind(kind),
-                authors,
-                owner: owner.clone(),
-            };
-            let default_receipt = Some(receipt_beside(&file));
-            let mut output = sign_and_submit(
-                &trust,
-                &node,
-                action,
-                &signers,
-                &submission,
-                default_receipt,
-                &format!("{owner} registers {title:?} as work:{content_hash} (only the hash left this machine)"),
-            )?;
-            output.json["asset"] = json!(AssetId::Work { content_hash }.to_string());
-            Ok(output)
-        }
+        } => register(context, &file, title, kind, authors, &signing, &submission),
         WorkCommand::Show { asset } => show(context, &asset),
         WorkCommand::History { asset } => history(context, &asset),
         WorkCommand::Transfer {
@@ -115,6 +90,43 @@ pub(crate) fn run(context: &Context, command: WorkCommand) -> Result<Output> {
             )
         }
     }
+}
+
+fn register(
+    context: &Context,
+    file: &Path,
+    title: String,
+    kind: WorkKindArg,
+    authors: Vec<String>,
+    signing: &Signing,
+    submission: &Submission,
+) -> Result<Output> {
+    let trust = context.trust()?;
+    let node = context.node();
+    let content_hash = hash_file(file)?;
+    let signers = Signers::read(signing)?;
+    let owner = signers.actor(&trust, &node)?;
+    let action = Action::RegisterWork {
+        content_hash,
+        title: title.clone(),
+        kind: work_kind(kind),
+        authors,
+        owner: owner.clone(),
+    };
+    let default_receipt = Some(receipt_beside(file));
+    let mut output = sign_and_submit(
+        &trust,
+        &node,
+        action,
+        &signers,
+        submission,
+        default_receipt,
+        &format!(
+            "{owner} registers {title:?} as work:{content_hash} (only the hash left this machine)"
+        ),
+    )?;
+    output.json["asset"] = json!(AssetId::Work { content_hash }.to_string());
+    Ok(output)
 }
 
 /// `FILE.receipt.json`.
