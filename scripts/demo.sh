@@ -297,4 +297,8 @@ echo "all four nodes hold the same block at height $min:"
 awk '{printf "  %-16s height %6s  hash %s\n", $1, $3, $4}' <<<"$at_min"
 echo "status:"
 scripts/local-net.sh status "$dir"
+echo "the restarted node, as the client sees it (its head proven against the genesis):"
+"$bin/ipledger" --node "http://$(awk '$1 == "bank-b" {print $2}' <<<"$at_min")" --genesis "$dir/genesis.json" status \
+  | sed 's/^/  /'
+
 echo "== demo passed: build ${build_s}s, network and flows $((SECONDS - demo_started))s"
