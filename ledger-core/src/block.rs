@@ -191,6 +191,125 @@ pub struct Block {
     pub txs: Vec<SignedTx>,
 }
 
+/// What [`BlockDecoder`] decoded from the bytes fed so far.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BlockPiece {
+    /// The header and the carried certificate: everything before the transactions.
+    Head {
+        /// The header.
+        header: BlockHeader,
+        /// The previous block's certificate.
+        last_commit: Option<CommitCertificate>,
+    },
+    /// The next transaction.
+    Tx(SignedTx),
+}
+
+/// Decodes a block's canonical bytes as they arrive in order, so that its transactions can be
+/// checked and executed before the last byte is there. It decodes exactly what
+/// [`Block::decode`] would, piece by piece; [`BlockDecoder::is_complete`] says when the whole
+/// block was read, and then no byte may follow.
+#[derive(Debug, Default)]
+pub struct BlockDecoder {
+    pending: Vec<u8>,
+    stage: DecoderStage,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum DecoderStage {
+    #[default]
+    Head,
+    Count,
+    Txs {
+        remaining: u64,
+    },
+    Complete,
+}
+
+impl BlockDecoder {
+    /// Adds the next bytes and returns the pieces they complete, in block order.
+    pub fn feed(&mut self, bytes: &[u8]) -> Result<Vec<BlockPiece>, DecodeError> {
+        self.pending.extend_from_slice(bytes);
+        let mut pieces = Vec::new();
+        let mut at = 0;
+        loop {
+            let rest = &self.pending[at..];
+            match self.stage {
+                DecoderStage::Head => {
+                    let Some(((header, last_commit), used)) =
+                        encoding::decode_prefix::<(BlockHeader, Option<CommitCertificate>)>(
+                            rest,
+                            "block head",
+                        )?
+                    else {
+                        break;
+                    };
+                    pieces.push(BlockPiece::Head {
+                        header,
+                        last_commit,
+                    });
+                    at += used;
+                    self.stage = DecoderStage::Count;
+                }
+                DecoderStage::Count => {
+                    let Some((count, used)) = encoding::decode_prefix::<u64>(rest, "block")? else {
+                        break;
+                    };
+                    if count > u64::from(crate::genesis::BLOCK_TXS_LIMIT) {
+                        return Err(DecodeError::Malformed {
+                            what: "block",
+                            reason: format!("{count} transactions exceed any block limit"),
+                        });
+                    }
+                    at += used;
+                    self.stage = match count {
+                        0 => DecoderStage::Complete,
+                        remaining => DecoderStage::Txs { remaining },
+                    };
+                }
+                DecoderStage::Txs { remaining } => {
+                    let Some((tx, used)) =
+                        encoding::decode_prefix::<SignedTx>(rest, "block transaction")?
+                    else {
+                        if rest.len() > crate::tx::TX_BYTES_MAX {
+                            return Err(DecodeError::Malformed {
+                                what: "block transaction",
+                                reason: format!(
+                                    "more than {} bytes without a complete transaction",
+                                    crate::tx::TX_BYTES_MAX
+                                ),
+                            });
+                        }
+                        break;
+                    };
+                    pieces.push(BlockPiece::Tx(tx));
+                    at += used;
+                    self.stage = match remaining - 1 {
+                        0 => DecoderStage::Complete,
+                        remaining => DecoderStage::Txs { remaining },
+                    };
+                }
+                DecoderStage::Complete => {
+                    if !rest.is_empty() {
+                        return Err(DecodeError::TrailingBytes {
+                            what: "block",
+                            trailing: rest.len(),
+                        });
+                    }
+                    break;
+                }
+            }
+        }
+        self.pending.drain(..at);
+        Ok(pieces)
+    }
+
+    /// Whether the whole block has been decoded.
+    pub fn is_complete(&self) -> bool {
+        self.stage == DecoderStage::Complete
+    }
+}
+
 impl Block {
     /// Canonical bytes.
     pub fn encode(&self) -> Vec<u8> {

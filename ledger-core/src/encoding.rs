@@ -81,9 +81,43 @@ pub fn decode<T: Decode<()>>(bytes: &[u8], what: &'static str) -> Result<T, Deco
     Ok(value)
 }
 
+/// Decodes one value from the start of `bytes`, which may hold more after it: the value and the
+/// bytes it took, or `None` if `bytes` ends before the value does (more input is needed).
+pub fn decode_prefix<T: Decode<()>>(
+    bytes: &[u8],
+    what: &'static str,
+) -> Result<Option<(T, usize)>, DecodeError> {
+    match bincode::decode_from_slice(bytes, CANONICAL) {
+        Ok((value, consumed)) => Ok(Some((value, consumed))),
+        Err(bincode::error::DecodeError::UnexpectedEnd { .. }) => Ok(None),
+        Err(error) => Err(DecodeError::Malformed {
+            what,
+            reason: error.to_string(),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_prefix_decodes_once_complete() {
+        let bytes = encode(&(7u64, String::from("ipledger")));
+        for cut in 0..bytes.len() {
+            assert_eq!(
+                decode_prefix::<(u64, String)>(&bytes[..cut], "pair"),
+                Ok(None),
+                "cut at {cut}"
+            );
+        }
+        let mut more = bytes.clone();
+        more.push(9);
+        assert_eq!(
+            decode_prefix::<(u64, String)>(&more, "pair"),
+            Ok(Some(((7, "ipledger".into()), bytes.len())))
+        );
+    }
 
     #[test]
     fn trailing_bytes_are_refused() {

@@ -255,38 +255,97 @@ pub fn execute_block<R: TreeReader>(
         block.txs.len(),
         "every transaction of the block is verified"
     );
-    let header = &block.header;
-    check_last_commit(state, block, parent_hash)?;
-    let ctx = BlockContext {
-        height: header.height,
-        time_ms: header.time_ms,
-    };
-    let mut builder = BlockBuilder::new(state, ctx)?;
+    let mut execution = BlockExecution::start(
+        state,
+        block.header.clone(),
+        block.last_commit.clone(),
+        parent_hash,
+    )?;
     for (index, (vtx, tx)) in txs.iter().zip(&block.txs).enumerate() {
         assert_eq!(
             vtx.tx(),
             tx,
             "verified transaction {index} is the block's transaction"
         );
-        let invalid = |error| BlockError::InvalidTransaction {
-            index,
-            id: vtx.id(),
-            error,
+        execution.push(vtx)?;
+    }
+    execution.finish(state)
+}
+
+/// [`execute_block`] one transaction at a time, so that a node can execute a proposed block
+/// while its parts still stream in: start with the header and the carried certificate, push
+/// each transaction as it is decoded, finish when the last has arrived. The result is exactly
+/// [`execute_block`]'s (which is built on it); the block it returns holds the pushed
+/// transactions, so a caller that decoded them from bytes compares those bytes with
+/// `ExecutedBlock::block`'s encoding.
+pub struct BlockExecution<'a> {
+    header: BlockHeader,
+    parent: Parent,
+    builder: BlockBuilder<'a>,
+}
+
+impl<'a> BlockExecution<'a> {
+    /// Checks the parent link and the carried certificate, and starts the block on `state`
+    /// (the state after the parent).
+    pub fn start<R: TreeReader>(
+        state: &'a StateTree<'_, R>,
+        header: BlockHeader,
+        last_commit: Option<CommitCertificate>,
+        parent_hash: Digest,
+    ) -> Result<BlockExecution<'a>, BlockError> {
+        check_last_commit(state, &header, last_commit.as_ref(), parent_hash)?;
+        let ctx = BlockContext {
+            height: header.height,
+            time_ms: header.time_ms,
         };
-        match builder.push(vtx) {
-            Ok(true) => {}
-            Ok(false) => return Err(block_limit(&builder.chain)),
-            Err(TxError::Rejected(rejection)) => return Err(invalid(Box::new(rejection))),
-            Err(TxError::Storage(error)) => return Err(error.into()),
+        let builder = BlockBuilder::new(state, ctx)?;
+        Ok(BlockExecution {
+            header,
+            parent: Parent {
+                hash: parent_hash,
+                certificate: last_commit,
+            },
+            builder,
+        })
+    }
+
+    /// Applies the block's next transaction; any refusal makes the whole block invalid.
+    pub fn push(&mut self, vtx: &VerifiedTx) -> Result<(), BlockError> {
+        let index = self.builder.len();
+        match self.builder.push(vtx) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(block_limit(&self.builder.chain)),
+            Err(TxError::Rejected(rejection)) => Err(BlockError::InvalidTransaction {
+                index,
+                id: vtx.id(),
+                error: Box::new(rejection),
+            }),
+            Err(TxError::Storage(error)) => Err(error.into()),
         }
     }
-    let parent = Parent {
-        hash: parent_hash,
-        certificate: block.last_commit.clone(),
-    };
-    let executed = builder.finish(state, header.proposer, parent)?;
-    compare_headers(header, &executed.block.header)?;
-    Ok(executed)
+
+    /// How many transactions were pushed.
+    pub fn len(&self) -> usize {
+        self.builder.len()
+    }
+
+    /// Whether none were pushed.
+    pub fn is_empty(&self) -> bool {
+        self.builder.is_empty()
+    }
+
+    /// Computes the state root and the header, and checks every header field against the
+    /// proposed header.
+    pub fn finish<R: TreeReader>(
+        self,
+        state: &StateTree<'_, R>,
+    ) -> Result<ExecutedBlock, BlockError> {
+        let executed = self
+            .builder
+            .finish(state, self.header.proposer, self.parent)?;
+        compare_headers(&self.header, &executed.block.header)?;
+        Ok(executed)
+    }
 }
 
 fn block_limit(chain: &ChainRecord) -> BlockError {
@@ -298,16 +357,16 @@ fn block_limit(chain: &ChainRecord) -> BlockError {
 
 fn check_last_commit<R: TreeReader>(
     state: &StateTree<'_, R>,
-    block: &Block,
+    header: &BlockHeader,
+    last_commit: Option<&CommitCertificate>,
     parent_hash: Digest,
 ) -> Result<(), BlockError> {
-    let header = &block.header;
     if header.prev_block_hash != parent_hash {
         return Err(BlockError::HeaderMismatch {
             field: "prev_block_hash",
         });
     }
-    let Some(certificate) = &block.last_commit else {
+    let Some(certificate) = last_commit else {
         return match header.height {
             1 => Ok(()),
             _ => Err(BlockError::LastCommit(

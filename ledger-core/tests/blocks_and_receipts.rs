@@ -173,3 +173,69 @@ fn single_validator_chain_is_the_same_code_with_n_one() {
     chain.apply(tx).expect("a one-validator chain commits");
     verify_receipt(&chain.receipt(0), &chain.genesis).expect("its receipts verify");
 }
+
+/// A block streamed in chunks of any size decodes to exactly its pieces, and executing it piece
+/// by piece gives the block and root `execute_block` gives.
+#[test]
+fn a_block_decoded_and_executed_as_it_streams_is_the_block() {
+    use ledger_core::block::{BlockDecoder, BlockPiece};
+    use ledger_core::execute::BlockExecution;
+    let mut chain = TestChain::new(4);
+    for n in 0..2u8 {
+        let txs = (0..5u8).map(|i| attest(&mut chain, &[n, i])).collect();
+        assert!(chain.commit(txs).iter().all(Result::is_ok));
+    }
+    let head = chain.blocks.pop().unwrap();
+    let mut parent_chain = TestChain::new(4);
+    for block in &chain.blocks {
+        parent_chain.commit(block.txs.clone());
+    }
+    let bytes = head.encode();
+    let parent = parent_chain.blocks.last().unwrap().header.hash();
+    for chunk in [1, 7, 64, 1000, bytes.len()] {
+        let mut decoder = BlockDecoder::default();
+        let state = parent_chain.state();
+        let mut execution = None;
+        let mut txs = Vec::new();
+        for part in bytes.chunks(chunk) {
+            for piece in decoder.feed(part).expect("decodes") {
+                match piece {
+                    BlockPiece::Head {
+                        header,
+                        last_commit,
+                    } => {
+                        assert_eq!(header, head.header);
+                        assert_eq!(last_commit, head.last_commit);
+                        execution = Some(
+                            BlockExecution::start(&state, header, last_commit, parent)
+                                .expect("starts"),
+                        );
+                    }
+                    BlockPiece::Tx(tx) => {
+                        let vtx = VerifiedTx::verify(tx.clone()).expect("signed");
+                        execution
+                            .as_mut()
+                            .expect("head first")
+                            .push(&vtx)
+                            .expect("valid");
+                        txs.push(tx);
+                    }
+                }
+            }
+        }
+        assert!(decoder.is_complete(), "chunk {chunk}");
+        assert_eq!(txs, head.txs);
+        let executed = execution.unwrap().finish(&state).expect("executes");
+        assert_eq!(executed.block.encode(), bytes, "chunk {chunk}");
+    }
+    // A truncated block is never complete; a byte past the end is refused.
+    let mut decoder = BlockDecoder::default();
+    decoder
+        .feed(&bytes[..bytes.len() - 1])
+        .expect("a prefix decodes");
+    assert!(!decoder.is_complete());
+    let mut decoder = BlockDecoder::default();
+    let mut longer = bytes.clone();
+    longer.push(0);
+    assert!(decoder.feed(&longer).is_err());
+}

@@ -1,7 +1,9 @@
 //! Starting a node: the store, the consensus engine with its network, and the application loop.
 
 use crate::admission;
-use crate::consensus::app::{admitted_node_keys, AppReports, Committed, ConsensusApp, SyncReport};
+use crate::consensus::app::{
+    admitted_node_keys, AppReports, Committed, ConsensusApp, ProposalChecks, SyncReport,
+};
 use crate::consensus::codec::BorshCodec;
 use crate::consensus::context::{Address, IpledgerContext};
 use crate::consensus::signing::{ConsensusSigner, ConsensusVerifier};
@@ -91,6 +93,8 @@ pub struct NetworkView {
     pub sync: watch::Receiver<SyncReport>,
     /// Spreads transactions admitted through the API to the other validators.
     pub gossip: GossipSender,
+    /// How other validators' proposals were checked (streamed or complete).
+    pub proposal_checks: Arc<ProposalChecks>,
 }
 
 /// How long a status request waits for the engine's network actor.
@@ -319,12 +323,14 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle> {
         committed: committed.clone(),
         admitted: watch::Sender::new(admitted),
         sync: watch::Sender::new(SyncReport::default()),
+        checks: Arc::default(),
     };
     let network = NetworkView {
         net_requests: channels.net_requests.clone(),
         gossip_status: gossip.status(),
         sync: reports.sync.subscribe(),
         gossip: gossip.sender(),
+        proposal_checks: reports.checks.clone(),
     };
     let helpers = vec![
         tokio::spawn(admit_gossiped(

@@ -207,6 +207,12 @@ async fn four_validators_commit_identical_blocks() {
             !view.sync.borrow().syncing,
             "node {index} follows by consensus"
         );
+        let checks = &view.proposal_checks;
+        assert!(
+            checks.streamed.load(std::sync::atomic::Ordering::Relaxed) > 0,
+            "node {index} executed no proposal while it streamed ({} in full)",
+            checks.complete.load(std::sync::atomic::Ordering::Relaxed)
+        );
     }
     network.stop().await;
 }

@@ -14,6 +14,7 @@ use ledger_core::genesis::{validator_set_hash, Validator};
 use ledger_core::receipt::CertifiedHeader;
 use ledger_core::state::{Overlay, StateKey, ValidatorSchedule};
 use serde::{Deserialize, Serialize};
+use std::sync::atomic::Ordering;
 
 /// `GET /v1/blocks/{height}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,6 +73,10 @@ pub struct NetworkStatus {
     pub syncing: bool,
     /// The last height committed from sync since the node started.
     pub last_synced_height: Option<u64>,
+    /// Other validators' proposals executed while their parts streamed in, since start.
+    pub proposals_executed_streaming: u64,
+    /// Other validators' proposals executed once complete, since start.
+    pub proposals_executed_complete: u64,
 }
 
 /// One consensus peer.
@@ -238,6 +243,8 @@ async fn network_status(view: &NetworkView) -> NetworkStatus {
         gossip_inbound_dropped: gossip.inbound_dropped,
         syncing: sync.syncing,
         last_synced_height: sync.last_synced_height,
+        proposals_executed_streaming: view.proposal_checks.streamed.load(Ordering::Relaxed),
+        proposals_executed_complete: view.proposal_checks.complete.load(Ordering::Relaxed),
     }
 }
 

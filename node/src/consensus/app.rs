@@ -12,11 +12,12 @@ use super::context::{
     PART_BYTES_MAX,
 };
 use super::signing::{verify_bytes, ConsensusSigner};
+use super::streaming::{ExecutionWorker, STREAMING_EXECUTIONS_MAX};
 use crate::mempool::{signed_hash, Mempool};
 use crate::store::Store;
 use anyhow::{bail, Context as _, Result};
 use bytes::Bytes;
-use ledger_core::block::Block;
+use ledger_core::block::{Block, BlockDecoder, BlockPiece};
 use ledger_core::crypto::{Digest, PublicKey};
 use ledger_core::execute::{execute_block, BlockBuilder, BlockError, ExecutedBlock, Parent};
 use ledger_core::genesis::Genesis;
@@ -31,6 +32,7 @@ use malachitebft_app_channel::app::types::sync::RawDecidedValue;
 use malachitebft_app_channel::app::types::{LocallyProposedValue, PeerId, ProposedValue};
 use malachitebft_app_channel::{AppMsg, Channels, NetworkMsg};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{broadcast, watch};
@@ -80,6 +82,19 @@ pub struct AppReports {
     pub admitted: watch::Sender<BTreeSet<PublicKey>>,
     /// Sync progress.
     pub sync: watch::Sender<SyncReport>,
+    /// How proposals from other validators were checked.
+    pub checks: Arc<ProposalChecks>,
+}
+
+/// How proposals from other validators were checked: executed while their parts streamed in,
+/// or in full once complete (a later height, too many at once, or the streamed execution
+/// failed).
+#[derive(Debug, Default)]
+pub struct ProposalChecks {
+    /// Proposals whose execution ran while they streamed.
+    pub streamed: std::sync::atomic::AtomicU64,
+    /// Proposals executed once complete.
+    pub complete: std::sync::atomic::AtomicU64,
 }
 
 /// Where a block to check came from, which decides what is checked.
@@ -101,6 +116,8 @@ struct Assembled {
     pol_round: Round,
     proposer: Address,
     bytes: Bytes,
+    /// Its execution while it streamed, if that ran to the end.
+    streamed: Option<ExecutionWorker>,
 }
 
 #[derive(Default)]
@@ -108,6 +125,19 @@ struct PartialStream {
     parts: BTreeMap<u64, ProposalPart>,
     fin_sequence: Option<u64>,
     bytes: usize,
+    streamed: Option<StreamedBlock>,
+}
+
+/// A proposal at the next height being decoded and executed as its parts arrive.
+struct StreamedBlock {
+    height: Height,
+    decoder: BlockDecoder,
+    /// The next part sequence to feed the decoder.
+    next: u64,
+    /// Started once the head decoded; `None` before, and after anything went wrong.
+    worker: Option<ExecutionWorker>,
+    /// False once anything went wrong: the block will be checked in full when complete.
+    alive: bool,
 }
 
 /// Everything the application keeps between engine messages.
@@ -501,6 +531,8 @@ impl ConsensusApp {
             self.streams.remove(&key);
             return Ok(None);
         }
+        self.advance_streaming(&key)?;
+        let stream = self.streams.get(&key).expect("present");
         let complete = stream
             .fin_sequence
             .is_some_and(|fin| stream.parts.len() as u64 == fin);
@@ -522,8 +554,113 @@ impl ConsensusApp {
         self.check_proposal(assembled).map(Some)
     }
 
+    /// Feeds the parts that arrived in order to the stream's decoder and its transactions to
+    /// its execution worker, starting one for a proposal at the next height.
+    fn advance_streaming(&mut self, key: &(PeerId, StreamId)) -> Result<()> {
+        let head = self.store.head_height()?;
+        let live = self
+            .streams
+            .values()
+            .filter(|stream| stream.streamed.as_ref().is_some_and(|s| s.alive))
+            .count();
+        let Some(stream) = self.streams.get_mut(key) else {
+            return Ok(());
+        };
+        if stream.streamed.is_none() {
+            match stream.parts.get(&0) {
+                Some(ProposalPart::Init { height, .. })
+                    if height.0 == head + 1 && live < STREAMING_EXECUTIONS_MAX =>
+                {
+                    stream.streamed = Some(StreamedBlock {
+                        height: *height,
+                        decoder: BlockDecoder::default(),
+                        next: 1,
+                        worker: None,
+                        alive: true,
+                    });
+                }
+                _ => return Ok(()),
+            }
+        }
+        let streamed = stream.streamed.as_mut().expect("set above");
+        let mut pieces = Vec::new();
+        while streamed.alive {
+            let Some(ProposalPart::Data(chunk)) = stream.parts.get(&streamed.next) else {
+                break;
+            };
+            match streamed.decoder.feed(chunk) {
+                Ok(decoded) => pieces.extend(decoded),
+                Err(error) => {
+                    warn!(height = %streamed.height, %error, "a streamed proposal does not decode; it will be checked when complete");
+                    streamed.alive = false;
+                    streamed.worker = None;
+                }
+            }
+            streamed.next += 1;
+        }
+        if pieces.is_empty() || !streamed.alive {
+            return Ok(());
+        }
+        let mut streamed = stream.streamed.take().expect("present");
+        let fed = self.feed_streamed(&mut streamed, pieces);
+        if let Some(stream) = self.streams.get_mut(key) {
+            stream.streamed = Some(streamed);
+        }
+        fed
+    }
+
+    /// Starts the worker on a decoded head; checks decoded transactions' signatures (reusing
+    /// the mempool's checks) and queues them for execution.
+    fn feed_streamed(&self, streamed: &mut StreamedBlock, pieces: Vec<BlockPiece>) -> Result<()> {
+        let mut txs = Vec::new();
+        for piece in pieces {
+            match piece {
+                BlockPiece::Head {
+                    header,
+                    last_commit,
+                } => {
+                    let (parent, _) = self.parent(streamed.height)?;
+                    match ExecutionWorker::start(
+                        self.store.clone(),
+                        header,
+                        last_commit,
+                        parent.hash,
+                    ) {
+                        Ok(worker) => streamed.worker = Some(worker),
+                        Err(error) => {
+                            warn!(%error, "cannot start an execution worker; the block will be checked when complete");
+                            streamed.alive = false;
+                            return Ok(());
+                        }
+                    }
+                }
+                BlockPiece::Tx(tx) => txs.push(tx),
+            }
+        }
+        if txs.is_empty() {
+            return Ok(());
+        }
+        let queued = match self.verify_signatures(&txs, true) {
+            Ok(verified) => streamed
+                .worker
+                .as_ref()
+                .is_some_and(|worker| worker.push(verified)),
+            Err(_) => false,
+        };
+        if !queued {
+            streamed.alive = false;
+            streamed.worker = None;
+        }
+        Ok(())
+    }
+
     /// Puts a completed stream together and checks the proposer's closing signature.
-    fn assemble(&self, stream: PartialStream) -> Option<Assembled> {
+    fn assemble(&self, mut stream: PartialStream) -> Option<Assembled> {
+        let streamed = stream
+            .streamed
+            .take()
+            .filter(|streamed| streamed.alive && streamed.decoder.is_complete())
+            .and_then(|streamed| streamed.worker);
         let mut parts = stream.parts.into_values();
         let Some(ProposalPart::Init {
             height,
@@ -564,6 +701,7 @@ impl ConsensusApp {
             pol_round,
             proposer,
             bytes: Bytes::from(bytes),
+            streamed,
         })
     }
 
@@ -591,12 +729,13 @@ impl ConsensusApp {
             pol_round,
             proposer,
             bytes,
+            streamed,
         } = assembled;
         let origin = BlockOrigin::Proposal {
             proposer,
             fresh: pol_round == Round::Nil,
         };
-        let (validity, value) = match self.check_block(height, &bytes, origin)? {
+        let (validity, value) = match self.check_block(height, &bytes, origin, streamed)? {
             Ok(executed) => {
                 let hash = BlockHash::from(executed.block.header.hash());
                 self.undecided.insert(
@@ -631,6 +770,7 @@ impl ConsensusApp {
         height: Height,
         bytes: &[u8],
         origin: BlockOrigin,
+        streamed: Option<ExecutionWorker>,
     ) -> Result<std::result::Result<ExecutedBlock, String>> {
         let block = match Block::decode(bytes) {
             Ok(block) => block,
@@ -655,7 +795,24 @@ impl ConsensusApp {
                 )));
             }
         }
+        if let Some(worker) = streamed {
+            match worker.finish() {
+                Ok(executed) if executed.block.encode() == bytes => {
+                    self.reports.checks.streamed.fetch_add(1, Ordering::Relaxed);
+                    return Ok(Ok(executed));
+                }
+                Ok(_) => {
+                    warn!(%height, "streamed execution differs from the block; checking it in full")
+                }
+                Err(reason) => {
+                    info!(%height, %reason, "streamed execution failed; checking the block in full")
+                }
+            }
+        }
         let reuse = matches!(origin, BlockOrigin::Proposal { .. });
+        if reuse {
+            self.reports.checks.complete.fetch_add(1, Ordering::Relaxed);
+        }
         let verified = match self.verify_signatures(&block.txs, reuse) {
             Ok(verified) => verified,
             Err(rejection) => {
@@ -791,7 +948,7 @@ impl ConsensusApp {
         value_bytes: Bytes,
     ) -> Result<SyncedValueOutcome<IpledgerContext>> {
         // A synced block was decided long ago: only monotonic time is checked, not the skew.
-        match self.check_block(height, &value_bytes, BlockOrigin::Sync)? {
+        match self.check_block(height, &value_bytes, BlockOrigin::Sync, None)? {
             Ok(executed) => {
                 let hash = BlockHash::from(executed.block.header.hash());
                 self.undecided.insert(

@@ -6,3 +6,4 @@ pub mod certificate;
 pub mod codec;
 pub mod context;
 pub mod signing;
+pub mod streaming;
