@@ -643,3 +643,21 @@ async fn a_node_is_refused_until_governance_admits_it_as_a_validator_then_it_joi
     newcomer.stop().await;
     network.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_validator_with_a_slow_clock_still_catches_up_by_sync() {
+    let _one = ONE_NETWORK_AT_A_TIME.lock().await;
+    let mut network = Network::start_some(&[0, 1, 2]).await;
+    network.wait_for_height(&[0, 1, 2], 8).await;
+    // The court starts empty with a clock a minute behind: every block it syncs is "from the
+    // future" by its clock, which only a fresh proposal is checked for.
+    let skew_ms = 60_000;
+    assert!(skew_ms > network.genesis.consensus.clock_skew_max_ms);
+    network
+        .start_node_with_clock(3, Arc::new(move || now_ms() - skew_ms))
+        .await;
+    let target = network.height(0) + 2;
+    network.wait_for_height(&[0, 1, 2, 3], target).await;
+    network.assert_same_blocks(&[0, 1, 2, 3], target);
+    network.stop().await;
+}
