@@ -2,60 +2,29 @@
 //! money, dates, and what a transaction asks for.
 
 use crate::error::{ClientError, Result};
-use ledger_core::crypto::Digest;
 use ledger_core::tx::{Action, GovernanceAction};
-use ledger_core::types::{AssetId, Money, RightKind};
+use ledger_core::types::{AssetId, Money, ParseAssetIdError, RightKind};
 
-const RIGHT_KINDS: [RightKind; 4] = [
-    RightKind::Patent,
-    RightKind::UtilityModel,
-    RightKind::DesignPatent,
-    RightKind::Trademark,
-];
-
-/// Parses an asset's text form (what `AssetId`'s `Display` writes): `work:sha256:<hex>` (or just
-/// `sha256:<hex>`) for a work, `<kind>:<OFFICE>:<NUMBER>` for a patent or trademark. The node's
-/// API has the same parser; it belongs in ledger-core beside `Display`.
+/// Parses an asset's text form (what `AssetId`'s `Display` writes, ledger-core's `FromStr`):
+/// `work:sha256:<hex>` for a work, `<kind>:<OFFICE>:<NUMBER>` for a patent or trademark; a bare
+/// `sha256:<hex>` is taken as the work with that content hash.
 pub fn parse_asset(text: &str) -> Result<AssetId> {
-    let error = |problem: &str| {
-        ClientError::usage(format!(
-            "{problem} in asset {text:?}; write work:sha256:<64 hex digits> or <patent|utility-model|design-patent|trademark>:<OFFICE>:<NUMBER>"
-        ))
+    let full = if text.starts_with("sha256:") {
+        format!("work:{text}")
+    } else {
+        text.to_owned()
     };
-    let (label, rest) = text.split_once(':').ok_or_else(|| error("no kind"))?;
-    if label == "work" || label == "sha256" {
-        let hash_text = if label == "work" {
-            rest.to_owned()
-        } else {
-            text.to_owned()
-        };
-        let content_hash: Digest = hash_text.parse().map_err(|_| error("bad content hash"))?;
-        return Ok(AssetId::Work { content_hash });
-    }
-    let kind = parse_right_kind(label).map_err(|_| error("unknown kind"))?;
-    let (office, number) = rest
-        .split_once(':')
-        .ok_or_else(|| error("no office and number"))?;
-    if office.is_empty() || number.is_empty() {
-        return Err(error("empty office or number"));
-    }
-    Ok(AssetId::Right {
-        office: office.to_owned(),
-        kind,
-        number: number.to_owned(),
-    })
+    full.parse()
+        .map_err(|error: ParseAssetIdError| ClientError::usage(error.to_string()))
 }
 
 /// Parses a right kind by its label (`patent`, `utility-model`, `design-patent`, `trademark`).
 pub fn parse_right_kind(text: &str) -> Result<RightKind> {
-    RIGHT_KINDS
-        .into_iter()
-        .find(|kind| kind.label() == text)
-        .ok_or_else(|| {
-            ClientError::usage(format!(
-                "unknown right kind {text:?}; use patent, utility-model, design-patent or trademark"
-            ))
-        })
+    text.parse().map_err(|_| {
+        ClientError::usage(format!(
+            "unknown right kind {text:?}; use patent, utility-model, design-patent or trademark"
+        ))
+    })
 }
 
 /// Parses an amount in major units with at most two decimals (`5000000`, `5000000.50`) into
@@ -212,6 +181,14 @@ pub fn describe_action(action: &Action) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ledger_core::crypto::Digest;
+
+    #[test]
+    fn utc_formats_known_instants() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00.000 UTC");
+        assert_eq!(utc(951_782_400_000), "2000-02-29 00:00:00.000 UTC");
+        assert_eq!(utc(1_795_668_068_965), "2026-11-26 04:41:08.965 UTC");
+    }
 
     #[test]
     fn money_parses_exactly_without_floating_point() {

@@ -179,6 +179,14 @@ impl fmt::Debug for AssetId {
 }
 
 impl RightKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [RightKind; 4] = [
+        RightKind::Patent,
+        RightKind::UtilityModel,
+        RightKind::DesignPatent,
+        RightKind::Trademark,
+    ];
+
     /// The label used in the text form of an [`AssetId`].
     pub fn label(self) -> &'static str {
         match self {
@@ -187,6 +195,60 @@ impl RightKind {
             RightKind::DesignPatent => "design-patent",
             RightKind::Trademark => "trademark",
         }
+    }
+}
+
+/// Why an asset id's (or a right kind's) text form did not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{problem} in {text:?}; expected work:sha256:<64 hex digits> or <patent|utility-model|design-patent|trademark>:<OFFICE>:<NUMBER>")]
+pub struct ParseAssetIdError {
+    text: String,
+    problem: &'static str,
+}
+
+impl std::str::FromStr for RightKind {
+    type Err = ParseAssetIdError;
+
+    /// Reads a kind by its [`label`](RightKind::label).
+    fn from_str(text: &str) -> Result<RightKind, ParseAssetIdError> {
+        RightKind::ALL
+            .into_iter()
+            .find(|kind| kind.label() == text)
+            .ok_or_else(|| ParseAssetIdError {
+                text: text.chars().take(200).collect(),
+                problem: "unknown right kind",
+            })
+    }
+}
+
+impl std::str::FromStr for AssetId {
+    type Err = ParseAssetIdError;
+
+    /// The inverse of `Display`: `work:sha256:<hex>` for a work, `<kind>:<OFFICE>:<NUMBER>` for
+    /// a right. The office has no colon, so everything after the second colon is the number,
+    /// which may hold colons itself.
+    fn from_str(text: &str) -> Result<AssetId, ParseAssetIdError> {
+        let error = |problem| ParseAssetIdError {
+            text: text.chars().take(200).collect(),
+            problem,
+        };
+        let (label, rest) = text.split_once(':').ok_or_else(|| error("no kind"))?;
+        if label == "work" {
+            let content_hash: Digest = rest.parse().map_err(|_| error("bad content hash"))?;
+            return Ok(AssetId::Work { content_hash });
+        }
+        let kind: RightKind = label.parse().map_err(|_| error("unknown kind"))?;
+        let (office, number) = rest
+            .split_once(':')
+            .ok_or_else(|| error("no office and number"))?;
+        if office.is_empty() || number.is_empty() {
+            return Err(error("empty office or number"));
+        }
+        Ok(AssetId::Right {
+            office: office.to_owned(),
+            kind,
+            number: number.to_owned(),
+        })
     }
 }
 
@@ -243,5 +305,59 @@ mod tests {
         assert!(!is_iso_date("2026-13-01"));
         assert!(!is_iso_date("26-11-2026"));
         assert!(!is_iso_date("2026-1a-01"));
+    }
+}
+
+#[cfg(test)]
+mod asset_text_tests {
+    use super::*;
+    use crate::crypto::Digest;
+
+    #[test]
+    fn display_round_trips() {
+        let assets = [
+            AssetId::Work {
+                content_hash: Digest::sha256(b"song"),
+            },
+            AssetId::Right {
+                office: "CNIPA".into(),
+                kind: RightKind::Patent,
+                number: "ZL202110000001.X".into(),
+            },
+            AssetId::Right {
+                office: "CNIPA".into(),
+                kind: RightKind::UtilityModel,
+                number: "a:b/c".into(),
+            },
+            AssetId::Right {
+                office: "CTMO".into(),
+                kind: RightKind::Trademark,
+                number: "12345678".into(),
+            },
+            AssetId::Right {
+                office: "CNIPA".into(),
+                kind: RightKind::DesignPatent,
+                number: "ZL2021".into(),
+            },
+        ];
+        for asset in assets {
+            assert_eq!(asset.to_string().parse::<AssetId>(), Ok(asset));
+        }
+    }
+
+    #[test]
+    fn garbage_is_refused() {
+        for text in [
+            "",
+            "work",
+            "work:abc",
+            "work:sha256:zz",
+            "copyright:X:1",
+            "patent:CNIPA",
+            "patent::1",
+            "patent:CNIPA:",
+        ] {
+            assert!(text.parse::<AssetId>().is_err(), "{text:?} parsed");
+        }
     }
 }

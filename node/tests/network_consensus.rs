@@ -112,18 +112,45 @@ impl Network {
             node_key: Arc::new(test_key(&format!("{name}/node"))),
             data_dir: self.dirs[index].path().to_path_buf(),
             listen_addr: format!("/ip4/127.0.0.1/tcp/{}", self.ports[index]),
-            peers: (0..4)
-                .filter(|i| *i != index)
-                .map(|i| {
-                    let key = test_key(&format!("{}/node", TEST_ORGANISATIONS[i].0)).public_key();
-                    (format!("/ip4/127.0.0.1/tcp/{}", self.ports[i]), key)
-                })
+            peers: self
+                .validator_peers()
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| *i != index)
+                .map(|(_, peer)| peer)
                 .chain(self.extra_peers.iter().cloned())
                 .collect(),
             validator: true,
             clock_ms,
         };
         self.nodes[index] = Some(start(setup).await.expect("node starts"));
+    }
+
+    /// The four validators' consensus addresses and node keys, in index order.
+    fn validator_peers(&self) -> Vec<(String, ledger_core::crypto::PublicKey)> {
+        (0..4)
+            .map(|i| {
+                let key = test_key(&format!("{}/node", TEST_ORGANISATIONS[i].0)).public_key();
+                (format!("/ip4/127.0.0.1/tcp/{}", self.ports[i]), key)
+            })
+            .collect()
+    }
+
+    /// Starts a node that is not one of the four (its key `test_key("<name>/node")`), with the
+    /// four as its peers; whether it is let in is the ledger's business.
+    async fn start_guest(&self, name: &str, port: u16, dir: &tempfile::TempDir) -> NodeHandle {
+        start(NodeSetup {
+            moniker: format!("{name}-{port}"),
+            genesis: self.genesis.clone(),
+            node_key: Arc::new(test_key(&format!("{name}/node"))),
+            data_dir: dir.path().to_path_buf(),
+            listen_addr: format!("/ip4/127.0.0.1/tcp/{port}"),
+            peers: self.validator_peers(),
+            validator: true,
+            clock_ms: Arc::new(now_ms),
+        })
+        .await
+        .expect("the guest node starts")
     }
 
     fn node(&self, index: usize) -> &NodeHandle {
@@ -421,23 +448,9 @@ async fn outsider_node_is_refused_and_has_no_effect() {
     network.wait_for_height(&[0, 1, 2, 3], 1).await;
     // A node whose key the genesis does not name dials every validator and would vote if it could.
     let outsider_dir = tempfile::tempdir().expect("tempdir");
-    let outsider = start(NodeSetup {
-        moniker: format!("outsider-{}", network.ports[0]),
-        genesis: network.genesis.clone(),
-        node_key: Arc::new(test_key("outsider/node")),
-        data_dir: outsider_dir.path().to_path_buf(),
-        listen_addr: format!("/ip4/127.0.0.1/tcp/{}", free_port()),
-        peers: (0..4)
-            .map(|i| {
-                let key = test_key(&format!("{}/node", TEST_ORGANISATIONS[i].0)).public_key();
-                (format!("/ip4/127.0.0.1/tcp/{}", network.ports[i]), key)
-            })
-            .collect(),
-        validator: true,
-        clock_ms: Arc::new(now_ms),
-    })
-    .await
-    .expect("the outsider starts");
+    let outsider = network
+        .start_guest("outsider", free_port(), &outsider_dir)
+        .await;
     // The outsider also gossips a transaction that every validator would otherwise admit.
     let tx = court_attestation(&network.genesis, b"outsider gossip", network.height(0) + 50);
     let id = tx.id();
@@ -531,23 +544,9 @@ async fn a_node_is_refused_until_governance_admits_it_as_a_validator_then_it_joi
         network.start_node(index).await;
     }
     let newcomer_dir = tempfile::tempdir().expect("tempdir");
-    let newcomer = start(NodeSetup {
-        moniker: format!("bank-c-{newcomer_port}"),
-        genesis: network.genesis.clone(),
-        node_key: Arc::new(test_key("bank-c/node")),
-        data_dir: newcomer_dir.path().to_path_buf(),
-        listen_addr: newcomer_address,
-        peers: (0..4)
-            .map(|i| {
-                let key = test_key(&format!("{}/node", TEST_ORGANISATIONS[i].0)).public_key();
-                (format!("/ip4/127.0.0.1/tcp/{}", network.ports[i]), key)
-            })
-            .collect(),
-        validator: true,
-        clock_ms: Arc::new(now_ms),
-    })
-    .await
-    .expect("the newcomer starts");
+    let newcomer = network
+        .start_guest("bank-c", newcomer_port, &newcomer_dir)
+        .await;
     network.wait_for_height(&[0, 1, 2, 3], 4).await;
     assert_eq!(
         newcomer.store.head_height().unwrap(),

@@ -8,6 +8,7 @@
 
 use crate::{random_key, sha256, Net, Outcome};
 use anyhow::{bail, ensure, Context, Result};
+use ipledger_client::text::utc;
 use ledger_core::crypto::Digest;
 use ledger_core::encoding;
 use ledger_core::receipt::{verify_receipt, Receipt};
@@ -368,36 +369,4 @@ fn check_receipt(net: &mut Net, tx_id: Digest, evidence_file: &[u8]) -> Result<(
         sha256(&modified)
     );
     Ok(())
-}
-
-/// Unix milliseconds as `YYYY-MM-DD hh:mm:ss.mmm UTC` (proleptic Gregorian calendar).
-pub fn utc(ms: u64) -> String {
-    let (days, rest) = ((ms / 86_400_000) as i64, ms % 86_400_000);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let (h, m, s, milli) = (
-        rest / 3_600_000,
-        rest / 60_000 % 60,
-        rest / 1_000 % 60,
-        rest % 1_000,
-    );
-    format!("{year:04}-{month:02}-{day:02} {h:02}:{m:02}:{s:02}.{milli:03} UTC")
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn utc_formats_known_instants() {
-        assert_eq!(super::utc(0), "1970-01-01 00:00:00.000 UTC");
-        assert_eq!(super::utc(951_782_400_000), "2000-02-29 00:00:00.000 UTC");
-        assert_eq!(super::utc(1_795_668_068_965), "2026-11-26 04:41:08.965 UTC");
-    }
 }

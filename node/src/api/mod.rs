@@ -12,7 +12,6 @@
 //!
 //! [`Rejection::code`]: ledger_core::rejection::Rejection::code
 
-mod asset_text;
 mod chain;
 mod error;
 mod metrics;
@@ -20,7 +19,6 @@ mod openapi;
 mod state_query;
 mod transactions;
 
-pub use asset_text::{parse_asset_id, ParseAssetIdError};
 pub use chain::{BlockAnswer, StatusAnswer};
 pub use error::ApiError;
 pub use metrics::METRICS_CONTENT_TYPE;

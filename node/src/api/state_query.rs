@@ -5,7 +5,6 @@
 //! `proof.verify(header.state_root, hex::decode(key), value_hex.map(hex::decode))`. The decoded
 //! `value` is for reading; only `value_hex` is proven.
 
-use super::asset_text::parse_asset_id;
 use super::chain::certified_header;
 use super::error::ApiError;
 use super::transactions::parse_digest;
@@ -75,8 +74,9 @@ pub(super) async fn asset(
     State(state): State<ApiState>,
     Path(asset): Path<String>,
 ) -> Result<Response, ApiError> {
-    let asset =
-        parse_asset_id(&asset).map_err(|error| ApiError::invalid_parameter(error.to_string()))?;
+    let asset = asset
+        .parse::<ledger_core::types::AssetId>()
+        .map_err(|error| ApiError::invalid_parameter(error.to_string()))?;
     prove(state, StateKey::Asset(asset)).await
 }
 

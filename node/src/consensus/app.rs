@@ -381,14 +381,7 @@ impl ConsensusApp {
         info!(%height, %round, txs = executed.block.txs.len(), %hash, "proposing");
         self.publish_parts(height, round, Round::Nil, &bytes, channels)
             .await?;
-        self.undecided.insert(
-            (height, hash),
-            Undecided {
-                executed,
-                bytes,
-                synced: false,
-            },
-        );
+        self.hold(height, hash, executed, bytes, false);
         Ok(LocallyProposedValue::new(height, round, hash))
     }
 
@@ -738,14 +731,7 @@ impl ConsensusApp {
         let (validity, value) = match self.check_block(height, &bytes, origin, streamed)? {
             Ok(executed) => {
                 let hash = BlockHash::from(executed.block.header.hash());
-                self.undecided.insert(
-                    (height, hash),
-                    Undecided {
-                        executed,
-                        bytes,
-                        synced: false,
-                    },
-                );
+                self.hold(height, hash, executed, bytes, false);
                 (Validity::Valid, hash)
             }
             Err(reason) => {
@@ -828,6 +814,25 @@ impl ConsensusApp {
             Err(BlockError::Storage(error)) => Err(error.into()),
             Err(invalid) => Ok(Err(invalid.to_string())),
         }
+    }
+
+    /// Keeps a checked block until consensus decides at its height.
+    fn hold(
+        &mut self,
+        height: Height,
+        hash: BlockHash,
+        executed: ExecutedBlock,
+        bytes: Bytes,
+        synced: bool,
+    ) {
+        self.undecided.insert(
+            (height, hash),
+            Undecided {
+                executed,
+                bytes,
+                synced,
+            },
+        );
     }
 
     /// Checks the signatures of a block's transactions, in batches. With `reuse`, a transaction
@@ -951,14 +956,7 @@ impl ConsensusApp {
         match self.check_block(height, &value_bytes, BlockOrigin::Sync, None)? {
             Ok(executed) => {
                 let hash = BlockHash::from(executed.block.header.hash());
-                self.undecided.insert(
-                    (height, hash),
-                    Undecided {
-                        executed,
-                        bytes: value_bytes,
-                        synced: true,
-                    },
-                );
+                self.hold(height, hash, executed, value_bytes, true);
                 let value = ProposedValue {
                     height,
                     round,
