@@ -3,6 +3,7 @@
 pub mod admission;
 pub mod api;
 pub mod consensus;
+pub mod fuzz_checks;
 pub mod gossip;
 pub mod mempool;
 pub mod runner;

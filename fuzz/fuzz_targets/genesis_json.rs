@@ -1,0 +1,7 @@
+//! Fuzz target `genesis_json`: the check is `ipledger_node::fuzz_checks::genesis_json`, shared with the corpus
+//! replay test (node/tests/fuzz_corpus_replay.rs).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    ipledger_node::fuzz_checks::genesis_json(data);
+});
