@@ -6,14 +6,16 @@
 //! (all but the regulator) in turn with a random evidence hash, spread over the nodes in
 //! rotation, with at most C (default 512) submissions in flight, each waiting for its commit
 //! (`?wait=true`). Prints committed transactions per second, submit-to-commit latency (p50,
-//! p99, max), and, measured in the same run on this machine, raw Ed25519 verifications per
-//! second with the ratio of the two.
+//! p99, max), signatures verified per second, each node's peak memory and stored bytes per
+//! committed transaction, and, measured in the same run on this machine, raw Ed25519 single and
+//! batch verifications per second with the ratio of committed tx/s to the batch limit for the
+//! validators sharing the machine.
 //! Transactions are signed just before submission, valid for 500 heights past the highest
 //! height seen (the genesis allows at most `tx_lifetime_max`, 600).
 
 use anyhow::{bail, ensure, Context, Result};
 use ipledger_tests::{agent, outcome, post_tx, random_key, sha256, Net, Outcome, ORGANISATIONS};
-use ledger_core::crypto::SigningKey;
+use ledger_core::crypto::{verify_batch, SignedMessage, SigningKey};
 use ledger_core::tx::{tx_sign_bytes, Action, SignedTx, TxBody};
 use ledger_core::types::EvidenceKind;
 use rand_core::{OsRng, RngCore};
@@ -60,6 +62,92 @@ fn args() -> Result<Args> {
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[index]
+}
+
+/// Ed25519 verifications per second on one core, in batches of `batch` (1: single checks).
+fn verifications_per_second(batch: usize) -> f64 {
+    let keys: Vec<SigningKey> = (0..batch).map(|_| random_key()).collect();
+    let messages: Vec<Vec<u8>> = (0..batch)
+        .map(|i| tx_sign_bytes(&sha256(&i.to_le_bytes())))
+        .collect();
+    let signatures: Vec<_> = keys
+        .iter()
+        .zip(&messages)
+        .map(|(key, message)| key.sign(message))
+        .collect();
+    let items: Vec<SignedMessage<'_>> = keys
+        .iter()
+        .zip(&messages)
+        .zip(&signatures)
+        .map(|((key, message), signature)| SignedMessage {
+            signer: key.public_key(),
+            message,
+            signature: *signature,
+        })
+        .collect();
+    let started = Instant::now();
+    let mut verified = 0u64;
+    while started.elapsed() < Duration::from_secs(2) {
+        if batch == 1 {
+            let item = &items[0];
+            item.signer
+                .verify(item.message, &item.signature)
+                .expect("verifies");
+        } else {
+            verify_batch(&items).expect("verifies");
+        }
+        verified += batch as u64;
+    }
+    verified as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Each node's peak and current memory (from /proc, by the pid file `scripts/local-net.sh`
+/// writes) and its stored bytes per committed transaction (its data directory over the ledger
+/// size, genesis and engine write-ahead log included).
+fn report_nodes(net: &Net, dir: &str) -> Result<()> {
+    for node in &net.nodes {
+        let node_dir = std::path::Path::new(dir).join(format!("node-{}", node.name));
+        let memory = std::fs::read_to_string(node_dir.join("node.pid"))
+            .ok()
+            .and_then(|pid| std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).ok())
+            .map(|status| {
+                let field = |name: &str| {
+                    status
+                        .lines()
+                        .find(|line| line.starts_with(name))
+                        .and_then(|line| line.split_whitespace().nth(1))
+                        .and_then(|kb| kb.parse::<u64>().ok())
+                        .map_or("?".to_owned(), |kb| format!("{} MiB", kb / 1024))
+                };
+                format!("peak {} now {}", field("VmHWM:"), field("VmRSS:"))
+            })
+            .unwrap_or_else(|| "memory not readable (no pid file or /proc)".into());
+        let stored = directory_bytes(&node_dir.join("data"))?;
+        let ledger_size = net.status(node)?["ledger_size"]
+            .as_u64()
+            .context("ledger_size")?;
+        println!(
+            "{:<16} {memory}; stores {} MiB, {} bytes per committed transaction ({ledger_size} committed)",
+            node.name,
+            stored / (1024 * 1024),
+            stored.checked_div(ledger_size).unwrap_or(0)
+        );
+    }
+    Ok(())
+}
+
+fn directory_bytes(path: &std::path::Path) -> Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(path).with_context(|| format!("reading {}", path.display()))? {
+        let entry = entry?;
+        let metadata = entry.metadata()?;
+        total += if metadata.is_dir() {
+            directory_bytes(&entry.path())?
+        } else {
+            metadata.len()
+        };
+    }
+    Ok(total)
 }
 
 fn main() -> Result<()> {
@@ -162,25 +250,28 @@ fn main() -> Result<()> {
             latencies[committed - 1].as_millis()
         );
     }
-    // Raw single Ed25519 verifications on this machine, measured now (the network idle).
-    let key = random_key();
-    let message = tx_sign_bytes(&sha256(b"a transaction id"));
-    let signature = key.sign(&message);
-    let public = key.public_key();
-    let bench_started = Instant::now();
-    let mut verifications = 0u64;
-    while bench_started.elapsed() < Duration::from_secs(2) {
-        for _ in 0..100 {
-            public.verify(&message, &signature).expect("verifies");
-        }
-        verifications += 100;
-    }
-    let vps = verifications as f64 / bench_started.elapsed().as_secs_f64();
+    // Raw Ed25519 verification on this machine, measured now (the network idle), one core:
+    // single checks and ZIP-215 batches of 64 and 256, as the nodes use them.
+    let single = verifications_per_second(1);
+    let batch64 = verifications_per_second(64);
+    let batch256 = verifications_per_second(256);
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let validators = net.genesis.validators.len();
+    // Every validator checks every signature once (evidence attestations carry one).
+    let limit = batch256 * cores as f64 / validators as f64;
     println!(
-        "raw Ed25519 verifications on this machine (one core): {vps:.0}/s; committed tx/s is {:.2}% of it ({:.0} verifications per committed tx)",
-        100.0 * tps / vps,
-        vps / tps
+        "raw Ed25519 on this machine, per core: single {single:.0}/s, batch of 64 {batch64:.0}/s, batch of 256 {batch256:.0}/s"
     );
+    println!(
+        "signatures verified: {:.0}/s per validator, {:.0}/s on the machine ({validators} validators)",
+        tps,
+        tps * validators as f64
+    );
+    println!(
+        "batch limit for {validators} validators on {cores} cores: {limit:.0} tx/s; committed tx/s is {:.1}% of it",
+        100.0 * tps / limit
+    );
+    report_nodes(&net, &args.dir)?;
     if !failures.is_empty() {
         for failure in failures.iter().take(10) {
             eprintln!("failed: {failure}");
