@@ -3,8 +3,11 @@
 use ledger_core::genesis::{ChainParams, ConsensusParams, BLOCK_BYTES_LIMIT, BLOCK_TXS_LIMIT};
 use serde::{Deserialize, Serialize};
 
-/// Default: how many heights past the current one a transaction's `valid_until` may reach.
-pub const DEFAULT_TX_LIFETIME_MAX: u64 = 600;
+/// Default: how many heights past the current one a transaction's `valid_until` may reach: a
+/// day at the default one-second interval, because a pledge is drafted on one machine and
+/// co-signed on others (owner, bank, trading center, appraiser), which takes hours, not
+/// minutes. The cost is remembering each committed id that long, to refuse replays.
+pub const DEFAULT_TX_LIFETIME_MAX: u64 = 86_400;
 /// Default: the most transactions one block may carry.
 pub const DEFAULT_BLOCK_TXS_MAX: u32 = 10_000;
 /// Default: the largest total encoded size of one block's transactions (8 MiB).

@@ -6,7 +6,7 @@
 //! genesis_time = 2026-03-01T00:00:00Z   # or: genesis_time_ms = 1772323200000
 //!
 //! [params]                  # optional; these are the defaults
-//! tx_lifetime_max = 600
+//! tx_lifetime_max = 86400
 //! block_txs_max = 10000
 //! block_bytes_max = 8388608
 //!

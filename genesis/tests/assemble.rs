@@ -31,7 +31,10 @@ fn a_typical_spec_makes_a_valid_genesis() {
     assert_eq!(genesis.validators.len(), 3);
     assert!(genesis.validators.windows(2).all(|w| w[0].key < w[1].key));
     assert!(genesis.validators.iter().all(|v| v.power == 1));
-    assert_eq!(genesis.params.tx_lifetime_max, 600);
+    assert_eq!(
+        genesis.params.tx_lifetime_max,
+        ipledger_genesis::params::DEFAULT_TX_LIFETIME_MAX
+    );
     assert_eq!(genesis.consensus.propose_timeout_ms, 2_000);
 }
 
@@ -45,7 +48,10 @@ fn optional_tables_override_the_defaults() {
     let genesis = spec(&text).to_genesis().unwrap();
     assert_eq!(genesis.genesis_time_ms, 1_772_323_200_000);
     assert_eq!(genesis.params.block_txs_max, 500);
-    assert_eq!(genesis.params.tx_lifetime_max, 600);
+    assert_eq!(
+        genesis.params.tx_lifetime_max,
+        ipledger_genesis::params::DEFAULT_TX_LIFETIME_MAX
+    );
     assert_eq!(genesis.consensus.propose_timeout_ms, 3_000);
     assert_eq!(genesis.consensus.vote_timeout_ms, 1_000);
 }

@@ -51,7 +51,10 @@ fn local_network_is_valid_private_and_loadable() {
         operators,
         BTreeSet::from(["trading-center", "bank-a", "bank-b", "court"])
     );
-    assert_eq!(genesis.params.tx_lifetime_max, 600);
+    assert_eq!(
+        genesis.params.tx_lifetime_max,
+        ipledger_genesis::params::DEFAULT_TX_LIFETIME_MAX
+    );
     assert_eq!(genesis.params.block_txs_max, 10_000);
     assert_eq!(genesis.params.block_bytes_max, 8 * 1024 * 1024);
     assert!(genesis.params.block_txs_max <= BLOCK_TXS_LIMIT);

@@ -11,7 +11,7 @@
 //! batch verifications per second with the ratio of committed tx/s to the batch limit for the
 //! validators sharing the machine.
 //! Transactions are signed just before submission, valid for 500 heights past the highest
-//! height seen (the genesis allows at most `tx_lifetime_max`, 600).
+//! height seen (within the genesis' `tx_lifetime_max`).
 
 use anyhow::{bail, ensure, Context, Result};
 use ipledger_tests::{agent, outcome, post_tx, random_key, sha256, Net, Outcome, ORGANISATIONS};
