@@ -16,75 +16,82 @@ use serde_json::json;
 /// The largest validator-set file read, in bytes.
 pub const VALIDATORS_FILE_BYTES_MAX: u64 = 1024 * 1024;
 
+/// What a court orders, once the asset and the court are known.
+enum CourtOrderKind {
+    Freeze,
+    Unfreeze,
+    Transfer(String),
+}
+
 pub(crate) fn court(context: &Context, command: CourtCommand) -> Result<Output> {
     let trust = context.trust()?;
     let node = context.node();
-    let (action, signing, submission, what) = match command {
+    let (asset, case_ref, signing, submission, order) = match command {
         CourtCommand::Freeze {
             asset,
             case_ref,
             signing,
             submission,
-        } => {
-            let asset = resolve_asset(&asset)?;
-            let court = Signers::read(&signing)?.actor(&trust, &node)?;
-            let what = format!("{court} freezes {asset} in case {case_ref}");
-            (
-                Action::FreezeAsset {
-                    asset,
-                    court,
-                    case_ref,
-                },
-                signing,
-                submission,
-                what,
-            )
-        }
+        } => (asset, case_ref, signing, submission, CourtOrderKind::Freeze),
         CourtCommand::Unfreeze {
             asset,
             case_ref,
             signing,
             submission,
-        } => {
-            let asset = resolve_asset(&asset)?;
-            let court = Signers::read(&signing)?.actor(&trust, &node)?;
-            let what = format!("{court} unfreezes {asset} (case {case_ref})");
-            (
-                Action::UnfreezeAsset {
-                    asset,
-                    court,
-                    case_ref,
-                },
-                signing,
-                submission,
-                what,
-            )
-        }
+        } => (
+            asset,
+            case_ref,
+            signing,
+            submission,
+            CourtOrderKind::Unfreeze,
+        ),
         CourtCommand::OrderTransfer {
             asset,
             to,
             case_ref,
             signing,
             submission,
-        } => {
-            let asset = resolve_asset(&asset)?;
+        } => (
+            asset,
+            case_ref,
+            signing,
+            submission,
+            CourtOrderKind::Transfer(to),
+        ),
+    };
+    let asset = resolve_asset(&asset)?;
+    let signers = Signers::read(&signing)?;
+    let court = signers.actor(&trust, &node)?;
+    let (what, action) = match order {
+        CourtOrderKind::Freeze => (
+            format!("{court} freezes {asset} in case {case_ref}"),
+            Action::FreezeAsset {
+                asset,
+                court,
+                case_ref,
+            },
+        ),
+        CourtOrderKind::Unfreeze => (
+            format!("{court} unfreezes {asset} (case {case_ref})"),
+            Action::UnfreezeAsset {
+                asset,
+                court,
+                case_ref,
+            },
+        ),
+        CourtOrderKind::Transfer(to) => {
             let to = party_id(&to)?;
-            let court = Signers::read(&signing)?.actor(&trust, &node)?;
-            let what = format!("{court} orders {asset} transferred to {to} (case {case_ref})");
             (
+                format!("{court} orders {asset} transferred to {to} (case {case_ref})"),
                 Action::CourtOrderTransfer {
                     asset,
                     court,
                     to,
                     case_ref,
                 },
-                signing,
-                submission,
-                what,
             )
         }
     };
-    let signers = Signers::read(&signing)?;
     sign_and_submit(&trust, &node, action, &signers, &submission, None, &what)
 }
 
