@@ -222,7 +222,7 @@ impl TxGossip {
             peers: BTreeMap::new(),
             connected: HashSet::new(),
             batch: Vec::new(),
-            batch_bytes: 0,
+            batch_count: 0,
             inbound,
             status: status_tx,
             inbound_dropped: 0,
@@ -281,8 +281,9 @@ struct GossipTask {
     /// Allowed peers by peer id, with the address to dial.
     peers: BTreeMap<PeerId, Multiaddr>,
     connected: HashSet<PeerId>,
-    batch: Vec<SignedTx>,
-    batch_bytes: usize,
+    /// The pending message's transactions, each in its canonical encoding, back to back.
+    batch: Vec<u8>,
+    batch_count: usize,
     inbound: mpsc::Sender<ReceivedBatch>,
     status: watch::Sender<GossipStatus>,
     inbound_dropped: u64,
@@ -344,26 +345,32 @@ impl GossipTask {
     }
 
     fn add_to_batch(&mut self, tx: SignedTx) {
-        let len = tx.encode().len();
-        assert!(len <= TX_BYTES_MAX, "admitted transactions fit the limit");
-        if self.batch_bytes + len > GOSSIP_BATCH_BYTES_MAX {
+        let encoded = tx.encode();
+        assert!(
+            encoded.len() <= TX_BYTES_MAX,
+            "admitted transactions fit the limit"
+        );
+        if self.batch.len() + encoded.len() > GOSSIP_BATCH_BYTES_MAX {
             self.flush();
         }
-        self.batch_bytes += len;
-        self.batch.push(tx);
-        if self.batch.len() >= GOSSIP_BATCH_TXS_MAX {
+        self.batch.extend_from_slice(&encoded);
+        self.batch_count += 1;
+        if self.batch_count >= GOSSIP_BATCH_TXS_MAX {
             self.flush();
         }
     }
 
+    /// Publishes the pending transactions as one message: `enc(Vec<SignedTx>)`, which is the
+    /// 8-byte little-endian count followed by the transactions' own encodings (PROTOCOL.md
+    /// section 15), so each transaction is encoded once.
     fn flush(&mut self) {
-        if self.batch.is_empty() {
+        if self.batch_count == 0 {
             return;
         }
-        let batch = std::mem::take(&mut self.batch);
-        self.batch_bytes = 0;
-        let count = batch.len();
-        let message = encoding::encode(&batch);
+        let count = std::mem::take(&mut self.batch_count);
+        let mut message = Vec::with_capacity(8 + self.batch.len());
+        message.extend_from_slice(&(count as u64).to_le_bytes());
+        message.append(&mut self.batch);
         match self
             .swarm
             .behaviour_mut()

@@ -2,7 +2,7 @@
 
 use crate::admission;
 use crate::consensus::app::{
-    admitted_node_keys, AppReports, Committed, ConsensusApp, ProposalChecks, SyncReport,
+    head_admitted_keys, AppReports, Committed, ConsensusApp, ProposalChecks, SyncReport,
 };
 use crate::consensus::codec::BorshCodec;
 use crate::consensus::context::{Address, IpledgerContext};
@@ -15,7 +15,6 @@ use crate::store::Store;
 use anyhow::{Context as _, Result};
 use ledger_core::crypto::{PublicKey, SigningKey};
 use ledger_core::genesis::Genesis;
-use ledger_core::state::{Overlay, StateKey, ValidatorSchedule};
 use malachitebft_app_channel::app::config::{
     ConsensusConfig, NodeConfig, P2pConfig, ValueSyncConfig,
 };
@@ -251,7 +250,7 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle> {
     let store = Arc::new(Store::open(&setup.data_dir.join("ledger.redb"))?);
     store.init_genesis(&setup.genesis)?;
     let peers = configured_peers(&setup)?;
-    let admitted = store_admitted_keys(&store)?;
+    let admitted = head_admitted_keys(&store)?;
     let initial_peers: Vec<ConfiguredPeer> = admitted_peers(&peers, &admitted).cloned().collect();
     let chain_id: Arc<str> = setup.genesis.chain_id.as_str().into();
     let ctx = IpledgerContext {
@@ -367,17 +366,6 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle> {
         gossip,
         helpers,
     })
-}
-
-/// The node keys the ledger admits at the store's head.
-fn store_admitted_keys(store: &Store) -> Result<BTreeSet<PublicKey>> {
-    let snapshot = store.snapshot()?;
-    let head = snapshot.head_height()?;
-    let state = snapshot.state(head);
-    let schedule: ValidatorSchedule = Overlay::new(&state)
-        .get(&StateKey::ValidatorSchedule)?
-        .context("validator schedule missing from state")?;
-    Ok(admitted_node_keys(&schedule, head))
 }
 
 fn gossip_peers(peers: &[ConfiguredPeer]) -> Vec<GossipPeer> {

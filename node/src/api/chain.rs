@@ -12,7 +12,7 @@ use ledger_core::block::{Block, CommitCertificate};
 use ledger_core::crypto::Digest;
 use ledger_core::genesis::{validator_set_hash, Validator};
 use ledger_core::receipt::CertifiedHeader;
-use ledger_core::state::{Overlay, StateKey, ValidatorSchedule};
+use ledger_core::state::Overlay;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::Ordering;
 
@@ -181,14 +181,7 @@ pub(super) async fn status(State(state): State<ApiState>) -> Result<Response, Ap
         let state_root = state_tree.root().map_err(ApiError::storage)?;
         let overlay = Overlay::new(&state_tree);
         let ledger = ledger_core::state::ledger_head(&overlay).map_err(ApiError::storage)?;
-        let schedule: ValidatorSchedule = overlay
-            .get(&StateKey::ValidatorSchedule)
-            .map_err(ApiError::storage)?
-            .ok_or_else(|| ApiError::storage("the validator schedule is missing"))?;
-        let validators = schedule
-            .set_at(head + 1)
-            .ok_or_else(|| ApiError::storage(format!("no validator set for height {}", head + 1)))?
-            .to_vec();
+        let validators = snapshot.validators_at(head, head + 1)?;
         let head_hash = match snapshot.header(head)? {
             Some(header) => header.hash(),
             None if head == 0 => genesis_hash,

@@ -23,7 +23,7 @@ use ledger_core::execute::{execute_block, BlockBuilder, BlockError, ExecutedBloc
 use ledger_core::genesis::Genesis;
 use ledger_core::rejection::{Rejection, TxError};
 use ledger_core::rules::{BlockContext, VerifiedTx};
-use ledger_core::state::{Overlay, StateKey, ValidatorSchedule};
+use ledger_core::state::ValidatorSchedule;
 use ledger_core::tx::SignedTx;
 use malachitebft_app_channel::app::engine::host::{HeightParams, Next, SyncedValueOutcome};
 use malachitebft_app_channel::app::streaming::{StreamContent, StreamId, StreamMessage};
@@ -322,17 +322,12 @@ impl ConsensusApp {
     fn schedule(&self) -> Result<(u64, ValidatorSchedule)> {
         let snapshot = self.store.snapshot()?;
         let head = snapshot.head_height()?;
-        let state = snapshot.state(head);
-        let schedule: ValidatorSchedule = Overlay::new(&state)
-            .get(&StateKey::ValidatorSchedule)?
-            .context("validator schedule missing from state")?;
-        Ok((head, schedule))
+        Ok((head, snapshot.validator_schedule(head)?))
     }
 
     /// Publishes the node keys the ledger admits at the head, if they changed.
     fn report_admitted(&self) -> Result<()> {
-        let (head, schedule) = self.schedule()?;
-        let admitted = admitted_node_keys(&schedule, head);
+        let admitted = head_admitted_keys(&self.store)?;
         self.reports.admitted.send_if_modified(|current| {
             let changed = *current != admitted;
             if changed {
@@ -973,6 +968,16 @@ impl ConsensusApp {
             }
         }
     }
+}
+
+/// The node keys the ledger admits at the store's committed head.
+pub fn head_admitted_keys(store: &Store) -> Result<BTreeSet<PublicKey>> {
+    let snapshot = store.snapshot()?;
+    let head = snapshot.head_height()?;
+    Ok(admitted_node_keys(
+        &snapshot.validator_schedule(head)?,
+        head,
+    ))
 }
 
 /// The node keys admitted after `head`: every validator of the next height's set and of any set

@@ -68,16 +68,24 @@ impl From<PublicKey> for Address {
     }
 }
 
-impl fmt::Display for Address {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", &hex::encode(self.0)[..12])
-    }
+/// `Display` as the first 12 hex digits (for logs), `Debug` as `Name(<all 64 hex digits>)`, for
+/// a 32-byte newtype.
+macro_rules! hex_formats {
+    ($name:ident) => {
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}", &hex::encode(self.0)[..12])
+            }
+        }
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({})", stringify!($name), hex::encode(self.0))
+            }
+        }
+    };
 }
-impl fmt::Debug for Address {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Address({})", hex::encode(self.0))
-    }
-}
+
+hex_formats!(Address);
 
 impl mc::Address for Address {}
 
@@ -98,16 +106,7 @@ impl From<Digest> for BlockHash {
     }
 }
 
-impl fmt::Display for BlockHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", &hex::encode(self.0)[..12])
-    }
-}
-impl fmt::Debug for BlockHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "BlockHash({})", hex::encode(self.0))
-    }
-}
+hex_formats!(BlockHash);
 
 impl mc::Value for BlockHash {
     type Id = BlockHash;

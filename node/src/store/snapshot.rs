@@ -240,18 +240,22 @@ impl Snapshot {
             })
     }
 
+    /// The validator schedule in the state at `version`.
+    pub fn validator_schedule(&self, version: u64) -> Result<ValidatorSchedule, StoreError> {
+        self.state_record(version, &StateKey::ValidatorSchedule)?
+            .ok_or_else(|| StoreError::State {
+                version,
+                error: StorageError("the validator schedule is missing".into()),
+            })
+    }
+
     /// The validator set deciding `height`, as the state at `version` schedules it.
     pub(crate) fn validators_at(
         &self,
         version: u64,
         height: u64,
     ) -> Result<Vec<Validator>, StoreError> {
-        let schedule: ValidatorSchedule = self
-            .state_record(version, &StateKey::ValidatorSchedule)?
-            .ok_or_else(|| StoreError::State {
-                version,
-                error: StorageError("the validator schedule is missing".into()),
-            })?;
+        let schedule = self.validator_schedule(version)?;
         let set = schedule.set_at(height).ok_or_else(|| StoreError::State {
             version,
             error: StorageError(format!(
