@@ -356,6 +356,17 @@ async fn transaction_submitted_to_a_validator_that_never_proposes_commits_everyw
         );
     }
     network.assert_same_blocks(&[0, 1, 2, 3], height);
+    // The validators that checked the proposal had the transaction from gossip, its signature
+    // checked on entry: they did not check it again.
+    let reused: u64 = (0..4)
+        .map(|index| {
+            let checks = &network.node(index).network.proposal_checks;
+            checks
+                .reused_signatures
+                .load(std::sync::atomic::Ordering::Relaxed)
+        })
+        .sum();
+    assert!(reused > 0, "no validator reused a mempool signature check");
     network.stop().await;
 }
 

@@ -95,6 +95,8 @@ pub struct ProposalChecks {
     pub streamed: std::sync::atomic::AtomicU64,
     /// Proposals executed once complete.
     pub complete: std::sync::atomic::AtomicU64,
+    /// Proposed transactions whose signature check was reused from the mempool.
+    pub reused_signatures: std::sync::atomic::AtomicU64,
 }
 
 /// Where a block to check came from, which decides what is checked.
@@ -844,6 +846,11 @@ impl ConsensusApp {
             for (slot, tx) in verified.iter_mut().zip(txs) {
                 *slot = mempool.verified(&tx.id(), &signed_hash(tx)).cloned();
             }
+            let reused = verified.iter().filter(|slot| slot.is_some()).count();
+            self.reports
+                .checks
+                .reused_signatures
+                .fetch_add(reused as u64, Ordering::Relaxed);
         }
         let unchecked: Vec<SignedTx> = verified
             .iter()
