@@ -1,12 +1,13 @@
 //! Cross-crate tests, and a client of a running local network (`scripts/local-net.sh`): the
-//! users' flows as signed transactions over HTTP (run by `tests/demo_flows.rs`) and a load generator
-//! (`ipledger-load`).
+//! users' flows as signed transactions over HTTP (run by `tests/demo_flows.rs`), a load generator
+//! (`ipledger-load`) and the fault harness ([`faults`], run by `ipledger-faults`).
 //!
 //! [`Net`] reads a network directory made by `scripts/local-net.sh start DIR` (or
 //! `ipledger-genesis local --dir DIR`): the genesis, the organisations' keys and each node's HTTP
 //! address. [`flows::run`] is the users' flows of `ledger-core/examples/users_flows.rs`, each
 //! step submitted to a different node.
 
+pub mod faults;
 pub mod flows;
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
