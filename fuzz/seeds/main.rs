@@ -1,11 +1,13 @@
 //! Writes the starting corpora in `fuzz/corpus/<target>/` from real bytes: the golden vectors
 //! of `docs/vectors/` (transactions, headers, a certificate, a receipt, the genesis), values
-//! assembled from them (a transaction per action, blocks, gossip batches, JSON bodies) and one
-//! engine message of each type the node's codec reads. Every file written is named `seed_*`, so
-//! rerunning this replaces the seeds and leaves the fuzzer's own finds alone.
+//! assembled from them (a transaction per action, blocks, gossip batches, JSON bodies), one
+//! engine message of each type the node's codec reads, and a real request to every route of the
+//! HTTP API (with the ids of the chain the `http_request` target serves). Every file written is
+//! named `seed_*`, so rerunning this replaces the seeds and leaves the fuzzer's own finds alone.
 //!
 //! Run from anywhere: `cargo run --manifest-path fuzz/Cargo.toml --bin seeds`.
 
+use ipledger_node::fuzz_checks;
 use ledger_core::block::{Block, BlockHeader, CommitCertificate};
 use ledger_core::encoding;
 use ledger_core::tx::{Action, SignedTx};
@@ -84,8 +86,13 @@ fn main() {
         &serde_json::to_vec_pretty(&pledge).expect("json"),
     );
     for (name, tx) in txs_of_every_action(&work) {
+        let json = serde_json::to_vec(&tx).expect("json");
         write("signed_tx", &name, &tx.encode());
-        write("tx_json", &name, &serde_json::to_vec(&tx).expect("json"));
+        write("tx_json", &name, &json);
+        // Refused by the API's rules (its signature no longer verifies), after full decoding.
+        let request =
+            fuzz_checks::http_request_bytes("POST", "/v1/transactions", "application/json", &json);
+        write("http_request", &format!("submit_{name}"), &request);
     }
 
     let blocks = [
@@ -148,15 +155,15 @@ fn main() {
 
     write("genesis_json", "4", &vector("genesis_4.json"));
 
-    for (index, seed) in ipledger_node::fuzz_checks::consensus_message_seeds()
-        .iter()
-        .enumerate()
-    {
+    for (index, seed) in fuzz_checks::consensus_message_seeds().iter().enumerate() {
         write(
             "consensus_message",
             &format!("{index:02}_kind_{}", seed[0]),
             seed,
         );
+    }
+    for (name, request) in fuzz_checks::http_request_seeds() {
+        write("http_request", &name, &request);
     }
     println!(
         "seeds written under {}",

@@ -111,3 +111,29 @@ fn tx_json_corpus_replays() {
 fn genesis_json_corpus_replays() {
     replay("genesis_json");
 }
+
+#[test]
+fn http_request_corpus_replays() {
+    replay("http_request");
+}
+
+#[test]
+fn http_request_seeds_succeed() {
+    // The seeds of the routes that serve something are answered 2xx: had the fixture chain or
+    // a route changed so that they fail, the fuzzer would start from refusals only.
+    for (name, request) in fuzz_checks::http_request_seeds() {
+        fuzz_checks::http_request(&request);
+        let (status, _, body) = fuzz_checks::http_answer(&request).expect("a request HTTP carries");
+        let refused = ["block_9_absent", "party_bad", "no_route", "delete_status"];
+        let refused = refused.contains(&name.as_str())
+            || name.starts_with("submit_wait")
+            || name == "submit_committed"
+            || name == "submit_bad_query";
+        assert_eq!(
+            (200..300).contains(&status),
+            !refused,
+            "seed {name} answers {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+}
