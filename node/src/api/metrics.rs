@@ -9,9 +9,11 @@
 //! | `ipledger_mempool_transactions` | gauge | transactions waiting in the mempool |
 //! | `ipledger_transactions_admitted_total` | counter | submissions admitted by this API |
 //! | `ipledger_admission_rejections_total{code}` | counter | submissions refused, by code |
+//! | `ipledger_http_connections` | gauge | HTTP connections open |
+//! | `ipledger_http_connections_refused_total` | counter | connections refused over the limit |
 //!
 //! The chain metrics are read from the store at each scrape, so they are right after a restart;
-//! the admission counters count since the node started.
+//! the admission and connection counters count since the node started.
 
 use super::error::ApiError;
 use super::{blocking, ApiState};
@@ -24,7 +26,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::registry::Registry;
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -39,6 +41,8 @@ pub(super) struct Metrics {
     registry: Registry,
     admitted: Counter,
     rejections: Family<CodeLabel, Counter>,
+    connections: Gauge,
+    connections_refused: Counter,
 }
 
 impl Metrics {
@@ -56,17 +60,41 @@ impl Metrics {
             "Submitted transactions refused by this node's API, by stable code",
             rejections.clone(),
         );
+        let connections = Gauge::default();
+        let connections_refused = Counter::default();
+        registry.register(
+            "ipledger_http_connections",
+            "HTTP API connections open",
+            connections.clone(),
+        );
+        registry.register(
+            "ipledger_http_connections_refused",
+            "HTTP API connections refused because as many as allowed were open",
+            connections_refused.clone(),
+        );
         registry.register_collector(Box::new(ChainCollector { store, mempool }));
         Metrics {
             registry,
             admitted,
             rejections,
+            connections,
+            connections_refused,
         }
     }
 
     /// Counts an admitted submission.
     pub(super) fn admitted(&self) {
         self.admitted.inc();
+    }
+
+    /// Counts an HTTP connection opened (`+1`) or closed (`-1`).
+    pub(super) fn connections_add(&self, change: i64) {
+        self.connections.inc_by(change);
+    }
+
+    /// Counts an HTTP connection refused over the limit.
+    pub(super) fn connection_refused(&self) {
+        self.connections_refused.inc();
     }
 
     /// Counts a refused submission under its code.

@@ -116,6 +116,8 @@ pub(super) async fn submit(
         error
     })?;
     let tx = admission::decode_json(&bytes).map_err(|error| state.rejected(error))?;
+    // The body is not needed past decoding; a waiting submission should not hold it.
+    drop(bytes);
     // Claimed before admission, so a busy node refuses before the transaction is pooled rather
     // than after (when the client could not tell whether it was).
     let waiter = match wait {
