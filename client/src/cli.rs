@@ -92,6 +92,24 @@ pub enum Command {
     /// The node's height, head, peers and sync state, and the height certified against the genesis.
     #[command(after_help = "Example:\n  ipledger status --node http://127.0.0.1:26657")]
     Status,
+    /// Reports the double votes a node saw, from its evidence file (an organisation signs).
+    #[command(
+        name = "report-misbehaviour",
+        after_help = "Example:\n  ipledger report-misbehaviour --evidence node-bank-a/data/misbehaviour.jsonl --key bank-a.key\n\n\
+        A node writes every double vote its consensus engine saw to <data_dir>/misbehaviour.jsonl; \
+        it cannot report them itself, since a report is signed by an enrolled organisation. Each \
+        double vote is checked here first (one validator, same vote type, height and round, \
+        different values, both signatures valid), skipped if the ledger already records it, \
+        and otherwise submitted; the record is then read back with its proof."
+    )]
+    ReportMisbehaviour {
+        /// The node's evidence file, `<data_dir>/misbehaviour.jsonl`.
+        #[arg(long, value_name = "FILE")]
+        evidence: PathBuf,
+        /// Who reports.
+        #[command(flatten)]
+        signing: Signing,
+    },
 }
 
 /// The keys that sign, and whom the first one acts for.

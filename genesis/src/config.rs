@@ -28,6 +28,9 @@
 //! propose_timeout_ms = 2000
 //! vote_timeout_ms = 1000
 //! clock_skew_max_ms = 5000
+//!
+//! [byzantine]                      # optional, for fault tests only: see ByzantineConfig
+//! equivocate_votes = { mode = "always" }
 //! ```
 //!
 //! Every field has a default, so a minimal file works; unknown fields are refused (a misspelt
@@ -81,6 +84,10 @@ pub struct NodeConfig {
     pub http: HttpConfig,
     /// Consensus timing, copied from the genesis.
     pub consensus: ConsensusTimeouts,
+    /// How the node lies, for fault tests. Only a node built with the `byzantine` feature
+    /// accepts it; any other node refuses to start with it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub byzantine: Option<ByzantineConfig>,
 }
 
 /// The `[chain]` table: paths, relative ones resolved against `home`.
@@ -142,6 +149,7 @@ impl Default for NodeConfig {
             p2p: P2pConfig::default(),
             http: HttpConfig::default(),
             consensus: ConsensusTimeouts::default(),
+            byzantine: None,
         }
     }
 }
@@ -286,6 +294,12 @@ impl NodeConfig {
                 return Err(format!("{name} must not be empty"));
             }
         }
+        if let Some(byzantine) = &self.byzantine {
+            if !self.validator {
+                return Err("[byzantine] needs validator = true: only a validator can lie".into());
+            }
+            byzantine.validate()?;
+        }
         let mut keys = BTreeSet::new();
         let mut addresses = BTreeSet::new();
         for peer in &self.p2p.peers {
@@ -400,6 +414,260 @@ impl NodeConfig {
     }
 }
 
+/// The `[byzantine]` table: how a validator built with the node's `byzantine` feature lies, so
+/// that tests can show the honest validators stay safe and live. The first seven faults are
+/// Malachite's (its `ByzantineConfig`, field for field); the `propose_*` ones are ipledger's own
+/// bad proposals. Each fault has a [`Trigger`]; unset faults never fire.
+///
+/// ```toml
+/// [byzantine]
+/// seed = 7                                          # makes `random` triggers reproducible
+/// equivocate_votes = { mode = "always" }            # a second, conflicting vote for each vote
+/// equivocate_proposals = { mode = "random", probability = 0.5 }
+/// propose_bad_signature = { mode = "at_heights", heights = [6, 10] }
+/// propose_future_time = { mode = "height_range", from = 20, to = 30 }
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ByzantineConfig {
+    /// Seed of the random triggers; `None` draws one from the OS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// Send each vote, then a conflicting one of the same type, height and round (double vote).
+    #[serde(skip_serializing_if = "Trigger::is_never")]
+    pub equivocate_votes: Trigger,
+    /// Send each proposal, then a conflicting one: another, valid block of the same height.
+    #[serde(skip_serializing_if = "Trigger::is_never")]
+    pub equivocate_proposals: Trigger,
+    /// Send no votes.
+    #[serde(skip_serializing_if = "Trigger::is_never")]
+    pub drop_votes: Trigger,
+    /// Send no proposals.
+    #[serde(skip_serializing_if = "Trigger::is_never")]
+    pub drop_proposals: Trigger,
+    /// Prevote for the round's proposal even when locked on another value (amnesia).
+    #[serde(skip_serializing_if = "Trigger::is_never")]
+    pub ignore_locks: Trigger,
+    /// Precommit nil instead of a value.
+    #[serde(skip_serializing_if = "Trigger::is_never")]
+    pub force_precommit_nil: Trigger,
+    /// Ignore the proposals other validators send.
+    #[serde(skip_serializing_if = "Trigger::is_never")]
+    pub drop_inbound_proposals: Trigger,
+    /// Propose a block carrying a transaction whose signature does not verify.
+    #[serde(skip_serializing_if = "Trigger::is_never")]
+    pub propose_bad_signature: Trigger,
+    /// Propose a block carrying a well-signed transaction the rules refuse (the node key signs
+    /// for its organisation, which only the organisation's key may do).
+    #[serde(skip_serializing_if = "Trigger::is_never")]
+    pub propose_rule_violation: Trigger,
+    /// Propose a block whose time is far ahead of the clock (ten times the allowed skew).
+    #[serde(skip_serializing_if = "Trigger::is_never")]
+    pub propose_future_time: Trigger,
+    /// Propose a block whose time is before its parent's.
+    #[serde(skip_serializing_if = "Trigger::is_never")]
+    pub propose_time_before_parent: Trigger,
+}
+
+/// When a fault fires, at a height and round. The TOML forms are Malachite's:
+/// `{ mode = "never" }`, `{ mode = "always" }`, `{ mode = "random", probability = 0.2 }`,
+/// `{ mode = "at_heights", heights = [10, 20] }`, `{ mode = "at_rounds", rounds = [0, 2] }`,
+/// `{ mode = "height_range", from = 5, to = 9 }` (inclusive), and
+/// `{ mode = "at_heights_and_rounds", heights = [3], rounds = [0] }` (both must match).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case", try_from = "TriggerTable")]
+pub enum Trigger {
+    /// Never (the default).
+    #[default]
+    Never,
+    /// At every height and round.
+    Always,
+    /// Each time with this probability, from 0 to 1.
+    Random {
+        /// The probability.
+        probability: f64,
+    },
+    /// At these heights (every round).
+    AtHeights {
+        /// The heights, each at least 1.
+        heights: Vec<u64>,
+    },
+    /// At these rounds (every height).
+    AtRounds {
+        /// The rounds.
+        rounds: Vec<u32>,
+    },
+    /// At the heights from `from` to `to`, both included.
+    HeightRange {
+        /// The first height, at least 1.
+        from: u64,
+        /// The last height.
+        to: u64,
+    },
+    /// At these heights, in these rounds.
+    AtHeightsAndRounds {
+        /// The heights, each at least 1.
+        heights: Vec<u64>,
+        /// The rounds.
+        rounds: Vec<u32>,
+    },
+}
+
+/// A trigger as written, before its mode is known. serde's internally tagged enums ignore
+/// stray fields in unit variants (`{ mode = "always", heights = [1] }`), so triggers are read
+/// through this table and every field the mode does not use is refused.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TriggerTable {
+    mode: String,
+    probability: Option<f64>,
+    heights: Option<Vec<u64>>,
+    rounds: Option<Vec<u32>>,
+    from: Option<u64>,
+    to: Option<u64>,
+}
+
+impl TryFrom<TriggerTable> for Trigger {
+    type Error = String;
+
+    fn try_from(table: TriggerTable) -> Result<Trigger, String> {
+        let TriggerTable {
+            mode,
+            mut probability,
+            mut heights,
+            mut rounds,
+            mut from,
+            mut to,
+        } = table;
+        let missing = |field: &str| format!("mode {mode:?} needs `{field}`");
+        let trigger = match mode.as_str() {
+            "never" => Trigger::Never,
+            "always" => Trigger::Always,
+            "random" => Trigger::Random {
+                probability: probability.take().ok_or_else(|| missing("probability"))?,
+            },
+            "at_heights" => Trigger::AtHeights {
+                heights: heights.take().ok_or_else(|| missing("heights"))?,
+            },
+            "at_rounds" => Trigger::AtRounds {
+                rounds: rounds.take().ok_or_else(|| missing("rounds"))?,
+            },
+            "height_range" => Trigger::HeightRange {
+                from: from.take().ok_or_else(|| missing("from"))?,
+                to: to.take().ok_or_else(|| missing("to"))?,
+            },
+            "at_heights_and_rounds" => Trigger::AtHeightsAndRounds {
+                heights: heights.take().ok_or_else(|| missing("heights"))?,
+                rounds: rounds.take().ok_or_else(|| missing("rounds"))?,
+            },
+            other => {
+                return Err(format!(
+                    "unknown trigger mode {other:?} (never, always, random, at_heights, \
+                     at_rounds, height_range, at_heights_and_rounds)"
+                ))
+            }
+        };
+        let stray = [
+            ("probability", probability.is_some()),
+            ("heights", heights.is_some()),
+            ("rounds", rounds.is_some()),
+            ("from", from.is_some()),
+            ("to", to.is_some()),
+        ];
+        match stray.iter().find(|(_, present)| *present) {
+            Some((field, _)) => Err(format!("mode {mode:?} takes no `{field}`")),
+            None => Ok(trigger),
+        }
+    }
+}
+
+impl Trigger {
+    /// Whether this is [`Trigger::Never`].
+    pub fn is_never(&self) -> bool {
+        *self == Trigger::Never
+    }
+
+    /// Checks the parameters: a probability in [0, 1], lists not empty, heights from 1, ranges
+    /// in order.
+    pub fn validate(&self, field: &str) -> Result<(), String> {
+        let heights_ok = |heights: &[u64]| !heights.is_empty() && !heights.contains(&0);
+        let problem = match self {
+            Trigger::Random { probability } if !(0.0..=1.0).contains(probability) => {
+                format!("probability {probability} is not between 0 and 1")
+            }
+            Trigger::AtHeights { heights } if !heights_ok(heights) => {
+                "heights must be a non-empty list of heights from 1".into()
+            }
+            Trigger::AtRounds { rounds } if rounds.is_empty() => {
+                "rounds must be a non-empty list".into()
+            }
+            Trigger::HeightRange { from, to } if *from == 0 || from > to => {
+                format!("height range {from}..={to} must start at 1 or later and not run backwards")
+            }
+            Trigger::AtHeightsAndRounds { heights, rounds }
+                if !heights_ok(heights) || rounds.is_empty() =>
+            {
+                "heights (from 1) and rounds must be non-empty lists".into()
+            }
+            _ => return Ok(()),
+        };
+        Err(format!("byzantine.{field}: {problem}"))
+    }
+}
+
+impl ByzantineConfig {
+    /// Every fault by its TOML name, Malachite's first.
+    pub fn faults(&self) -> [(&'static str, &Trigger); 11] {
+        [
+            ("equivocate_votes", &self.equivocate_votes),
+            ("equivocate_proposals", &self.equivocate_proposals),
+            ("drop_votes", &self.drop_votes),
+            ("drop_proposals", &self.drop_proposals),
+            ("ignore_locks", &self.ignore_locks),
+            ("force_precommit_nil", &self.force_precommit_nil),
+            ("drop_inbound_proposals", &self.drop_inbound_proposals),
+            ("propose_bad_signature", &self.propose_bad_signature),
+            ("propose_rule_violation", &self.propose_rule_violation),
+            ("propose_future_time", &self.propose_future_time),
+            (
+                "propose_time_before_parent",
+                &self.propose_time_before_parent,
+            ),
+        ]
+    }
+
+    /// Checks every trigger, and refuses the combinations Malachite refuses: a fault both
+    /// dropping and equivocating the same messages, and equivocating votes while forcing nil
+    /// precommits.
+    pub fn validate(&self) -> Result<(), String> {
+        for (field, trigger) in self.faults() {
+            trigger.validate(field)?;
+        }
+        let both = |a: &Trigger, b: &Trigger| !a.is_never() && !b.is_never();
+        let conflicts = [
+            (
+                &self.drop_votes,
+                &self.equivocate_votes,
+                "drop_votes and equivocate_votes",
+            ),
+            (
+                &self.drop_proposals,
+                &self.equivocate_proposals,
+                "drop_proposals and equivocate_proposals",
+            ),
+            (
+                &self.force_precommit_nil,
+                &self.equivocate_votes,
+                "force_precommit_nil and equivocate_votes",
+            ),
+        ];
+        match conflicts.iter().find(|(a, b, _)| both(a, b)) {
+            Some((_, _, names)) => Err(format!("byzantine: {names} cannot both be set")),
+            None => Ok(()),
+        }
+    }
+}
+
 fn check_log_level(filter: &str) -> Result<(), String> {
     let bad = || {
         Err(format!(
@@ -454,6 +722,74 @@ mod tests {
         assert!(check_log_level("loud").is_err());
         assert!(check_log_level("").is_err());
         assert!(check_log_level("=debug").is_err());
+    }
+
+    #[test]
+    fn a_byzantine_section_parses_checks_and_round_trips() {
+        let text = r#"
+            validator = true
+            [byzantine]
+            seed = 7
+            equivocate_votes = { mode = "always" }
+            equivocate_proposals = { mode = "random", probability = 0.5 }
+            propose_bad_signature = { mode = "at_heights", heights = [6, 10] }
+            propose_future_time = { mode = "height_range", from = 20, to = 30 }
+            ignore_locks = { mode = "at_heights_and_rounds", heights = [3], rounds = [0, 1] }
+        "#;
+        let config = NodeConfig::from_toml(text).unwrap();
+        let byzantine = config.byzantine.as_ref().unwrap();
+        assert_eq!(byzantine.seed, Some(7));
+        assert_eq!(byzantine.equivocate_votes, Trigger::Always);
+        assert_eq!(byzantine.drop_votes, Trigger::Never);
+        assert_eq!(
+            byzantine.propose_bad_signature,
+            Trigger::AtHeights {
+                heights: vec![6, 10]
+            }
+        );
+        assert!(config.validate().is_ok());
+        assert_eq!(NodeConfig::from_toml(&config.to_toml()).unwrap(), config);
+    }
+
+    #[test]
+    fn a_bad_byzantine_section_is_refused() {
+        let misspelt =
+            NodeConfig::from_toml("[byzantine]\nequivocate_vote = { mode = \"always\" }");
+        assert!(misspelt.unwrap_err().contains("equivocate_vote"));
+        let unknown_mode = NodeConfig::from_toml("[byzantine]\ndrop_votes = { mode = \"often\" }");
+        assert!(unknown_mode.is_err());
+        let stray_field =
+            NodeConfig::from_toml("[byzantine]\ndrop_votes = { mode = \"always\", heights = [1] }");
+        assert!(stray_field.is_err(), "{stray_field:?}");
+        for (text, expected) in [
+            (
+                "drop_votes = { mode = \"random\", probability = 1.5 }",
+                "probability",
+            ),
+            (
+                "drop_votes = { mode = \"at_heights\", heights = [0] }",
+                "heights",
+            ),
+            (
+                "drop_votes = { mode = \"height_range\", from = 9, to = 5 }",
+                "height range",
+            ),
+            (
+                "drop_votes = { mode = \"always\" }\nequivocate_votes = { mode = \"always\" }",
+                "cannot both be set",
+            ),
+        ] {
+            let config =
+                NodeConfig::from_toml(&format!("validator = true\n[byzantine]\n{text}")).unwrap();
+            let problem = config.validate().unwrap_err();
+            assert!(problem.contains(expected), "{text}: {problem}");
+        }
+        let full_node = NodeConfig::from_toml("[byzantine]\ndrop_votes = { mode = \"always\" }");
+        assert!(full_node
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .contains("validator"));
     }
 
     #[test]

@@ -28,7 +28,7 @@ pub mod params;
 pub mod spec;
 
 pub use address::P2pAddress;
-pub use config::{ConfigError, NodeConfig, PeerConfig};
+pub use config::{ByzantineConfig, ConfigError, NodeConfig, PeerConfig, Trigger};
 pub use genesis_file::{read_genesis, write_genesis, GenesisFileError};
 pub use keyfile::{KeyFile, KeyFileError};
 pub use local::{create_local, LocalError, LocalNetwork, LocalOptions};

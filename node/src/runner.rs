@@ -6,6 +6,7 @@ use crate::consensus::app::{
 };
 use crate::consensus::codec::BorshCodec;
 use crate::consensus::context::{Address, IpledgerContext};
+use crate::consensus::misbehaviour::MisbehaviourLog;
 use crate::consensus::signing::{ConsensusSigner, ConsensusVerifier};
 use crate::gossip::{
     GossipPeer, GossipSender, GossipStatus, ReceivedBatch, TxGossip, GOSSIP_INBOUND_BATCHES_MAX,
@@ -13,6 +14,7 @@ use crate::gossip::{
 use crate::mempool::Mempool;
 use crate::store::Store;
 use anyhow::{Context as _, Result};
+use ipledger_genesis::ByzantineConfig;
 use ledger_core::crypto::{PublicKey, SigningKey};
 use ledger_core::genesis::Genesis;
 use malachitebft_app_channel::app::config::{
@@ -24,8 +26,8 @@ use malachitebft_app_channel::app::engine::network::{
 use malachitebft_app_channel::app::types::codec::Codec as _;
 use malachitebft_app_channel::app::types::Keypair;
 use malachitebft_app_channel::{
-    ConsensusContext, EngineBuilder, EngineHandle, NetworkContext, NetworkIdentity, NetworkRequest,
-    RequestContext, SyncContext, WalContext,
+    Channels, ConsensusContext, EngineBuilder, EngineHandle, NetworkContext, NetworkIdentity,
+    NetworkRequest, RequestContext, SyncContext, WalContext,
 };
 use malachitebft_config::DiscoveryConfig;
 use malachitebft_signing::Signer as _;
@@ -41,6 +43,8 @@ use tracing::{info, warn};
 pub const SYNC_STATUS_INTERVAL_MS: u64 = 1_000;
 /// Capacity of the committed-block announcement channel.
 pub const COMMITTED_CHANNEL_CAPACITY: usize = 1_024;
+/// Capacity of the engine's request channels.
+pub const ENGINE_REQUESTS_QUEUED_MAX: usize = 100;
 
 /// What a node needs to start.
 pub struct NodeSetup {
@@ -77,6 +81,11 @@ pub struct NodeHandle {
     pub committed: broadcast::Sender<Committed>,
     /// What the node knows of its peers and of sync, for `/v1/status`.
     pub network: NetworkView,
+    /// The misbehaviour the engine reported (also in `<data_dir>/misbehaviour.jsonl`).
+    pub misbehaviour: Arc<MisbehaviourLog>,
+    /// How this validator lies, if it was built and configured to (fault tests only).
+    #[cfg(feature = "byzantine")]
+    pub liar: Option<Arc<crate::consensus::byzantine::Liar>>,
     gossip: TxGossip,
     helpers: Vec<JoinHandle<()>>,
 }
@@ -242,20 +251,83 @@ pub fn peer_id(key: &PublicKey) -> Result<libp2p_identity::PeerId> {
     Ok(libp2p_identity::PublicKey::from(ed25519).to_peer_id())
 }
 
+/// What building the engine takes.
+pub struct EngineParts<Config> {
+    /// The consensus context.
+    pub ctx: IpledgerContext,
+    /// The engine's configuration.
+    pub config: Config,
+    /// The write-ahead log.
+    pub wal: WalContext<BorshCodec>,
+    /// The node's network identity.
+    pub identity: NetworkIdentity,
+    /// The consensus actor's address, verifier and signer.
+    pub consensus: ConsensusContext<IpledgerContext>,
+}
+
+/// Builds an honest engine.
+async fn build_engine(
+    engine: EngineParts<EngineConfig>,
+) -> Result<(Channels<IpledgerContext>, EngineHandle)> {
+    EngineBuilder::new(engine.ctx, engine.config)
+        .with_default_wal(engine.wal)
+        .with_default_network(NetworkContext::new(engine.identity, BorshCodec))
+        .with_default_consensus(engine.consensus)
+        .with_default_sync(SyncContext::new(BorshCodec))
+        .with_default_request(RequestContext::new(ENGINE_REQUESTS_QUEUED_MAX))
+        .build()
+        .await
+        .map_err(|error| anyhow::anyhow!("starting the consensus engine: {error:?}"))
+}
+
 /// Opens the store (initialising it from the genesis on first start), starts the engine and the
 /// application loop.
 pub async fn start(setup: NodeSetup) -> Result<NodeHandle> {
+    start_with(setup, None).await
+}
+
+/// [`start`], lying as `byzantine` (a config's `[byzantine]` section) says. A node built without
+/// the `byzantine` feature refuses to start with one.
+pub async fn start_with(
+    setup: NodeSetup,
+    byzantine: Option<&ByzantineConfig>,
+) -> Result<NodeHandle> {
+    #[cfg(not(feature = "byzantine"))]
+    if byzantine.is_some() {
+        anyhow::bail!(
+            "the config has a [byzantine] section, but this node was built without the \
+             `byzantine` feature (a lying validator, for fault tests only); remove the section"
+        );
+    }
+    #[cfg(feature = "byzantine")]
+    let liar = match byzantine {
+        Some(config) => {
+            anyhow::ensure!(setup.validator, "[byzantine] needs validator = true");
+            let organisation =
+                crate::consensus::byzantine::organisation_of(&setup.genesis, &setup.node_key)?;
+            Some(crate::consensus::byzantine::Liar::new(
+                config,
+                setup.node_key.clone(),
+                organisation,
+            )?)
+        }
+        None => None,
+    };
     std::fs::create_dir_all(&setup.data_dir)
         .with_context(|| format!("creating {}", setup.data_dir.display()))?;
     let store = Arc::new(Store::open(&setup.data_dir.join("ledger.redb"))?);
+    let misbehaviour = Arc::new(MisbehaviourLog::open(&setup.data_dir)?);
     store.init_genesis(&setup.genesis)?;
     let peers = configured_peers(&setup)?;
     let admitted = head_admitted_keys(&store)?;
     let initial_peers: Vec<ConfiguredPeer> = admitted_peers(&peers, &admitted).cloned().collect();
     let chain_id: Arc<str> = setup.genesis.chain_id.as_str().into();
-    let ctx = IpledgerContext {
-        chain_id: chain_id.clone(),
-    };
+    #[allow(unused_mut)]
+    let mut ctx = IpledgerContext::new(chain_id.clone());
+    #[cfg(feature = "byzantine")]
+    {
+        ctx.vote_faults = liar.as_ref().map(|liar| liar.votes.clone());
+    }
     let signer = Arc::new(ConsensusSigner::new(
         setup.node_key.clone(),
         chain_id.clone(),
@@ -296,15 +368,27 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle> {
         .iter()
         .map(|peer| peer.address_with_id.clone())
         .collect();
-    let (mut channels, engine) = EngineBuilder::new(ctx, engine_config(&setup, engine_peers)?)
-        .with_default_wal(WalContext::new(wal_path, BorshCodec))
-        .with_default_network(NetworkContext::new(identity, BorshCodec))
-        .with_default_consensus(consensus_ctx)
-        .with_default_sync(SyncContext::new(BorshCodec))
-        .with_default_request(RequestContext::new(100))
-        .build()
-        .await
-        .map_err(|error| anyhow::anyhow!("starting the consensus engine: {error:?}"))?;
+    let parts = EngineParts {
+        ctx,
+        config: engine_config(&setup, engine_peers)?,
+        wal: WalContext::new(wal_path, BorshCodec),
+        identity,
+        consensus: consensus_ctx,
+    };
+    #[allow(unused_mut)]
+    let mut helpers = Vec::new();
+    #[cfg(feature = "byzantine")]
+    let (mut channels, engine) = match &liar {
+        Some(liar) => {
+            let (channels, engine, streaming) =
+                crate::consensus::byzantine::build_engine(liar, signer.clone(), parts).await?;
+            helpers.extend(streaming);
+            (channels, engine)
+        }
+        None => build_engine(parts).await?,
+    };
+    #[cfg(not(feature = "byzantine"))]
+    let (mut channels, engine) = build_engine(parts).await?;
     let mempool = Arc::new(Mutex::new(Mempool::default()));
     let (inbound, inbound_rx) = mpsc::channel(GOSSIP_INBOUND_BATCHES_MAX);
     let gossip = TxGossip::start(
@@ -323,6 +407,7 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle> {
         admitted: watch::Sender::new(admitted),
         sync: watch::Sender::new(SyncReport::default()),
         checks: Arc::default(),
+        misbehaviour: misbehaviour.clone(),
     };
     let network = NetworkView {
         net_requests: channels.net_requests.clone(),
@@ -331,7 +416,7 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle> {
         gossip: gossip.sender(),
         proposal_checks: reports.checks.clone(),
     };
-    let helpers = vec![
+    helpers.extend([
         tokio::spawn(admit_gossiped(
             inbound_rx,
             store.clone(),
@@ -346,7 +431,7 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle> {
             channels.net_requests.clone(),
             gossip.allow_list(),
         )),
-    ];
+    ]);
     let app = ConsensusApp::new(
         setup.genesis.clone(),
         store.clone(),
@@ -355,6 +440,8 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle> {
         reports,
         setup.clock_ms.clone(),
     );
+    #[cfg(feature = "byzantine")]
+    let app = app.with_liar(liar.clone());
     let app = tokio::spawn(async move { app.run(&mut channels).await });
     Ok(NodeHandle {
         app,
@@ -363,6 +450,9 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle> {
         mempool,
         committed,
         network,
+        misbehaviour,
+        #[cfg(feature = "byzantine")]
+        liar,
         gossip,
         helpers,
     })
@@ -460,5 +550,41 @@ async fn update_engine_peer(net_requests: &mpsc::Sender<NetworkRequest>, op: Per
             op = described,
             "the engine's network did not answer a peer update"
         ),
+    }
+}
+
+#[cfg(all(test, not(feature = "byzantine")))]
+mod tests {
+    use super::*;
+    use ledger_core::testkit::{test_genesis, test_key};
+
+    #[tokio::test]
+    async fn a_byzantine_section_is_refused_without_the_feature() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let setup = NodeSetup {
+            moniker: "refuses-to-lie".into(),
+            genesis: Arc::new(test_genesis(4)),
+            node_key: Arc::new(test_key("trading-center/node")),
+            data_dir: dir.path().join("data"),
+            listen_addr: "/ip4/127.0.0.1/tcp/0".into(),
+            peers: Vec::new(),
+            validator: true,
+            clock_ms: Arc::new(|| 0),
+        };
+        let lies = ByzantineConfig {
+            equivocate_votes: ipledger_genesis::Trigger::Always,
+            ..ByzantineConfig::default()
+        };
+        let error = start_with(setup, Some(&lies)).await.err().expect("refused");
+        assert!(
+            error
+                .to_string()
+                .contains("built without the `byzantine` feature"),
+            "{error}"
+        );
+        assert!(
+            !dir.path().join("data").exists(),
+            "nothing was opened before the refusal"
+        );
     }
 }

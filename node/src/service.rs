@@ -2,7 +2,7 @@
 //! binary and the in-process network tests start nodes through here, so both run the same code.
 
 use crate::api::{self, ApiState};
-use crate::runner::{start, NodeHandle, NodeSetup};
+use crate::runner::{start_with, NodeHandle, NodeSetup};
 use anyhow::{Context, Result};
 use ipledger_genesis::NodeConfig;
 use std::sync::Arc;
@@ -68,7 +68,7 @@ pub async fn start_from_config(config: &NodeConfig) -> Result<RunningNode> {
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .with_context(|| format!("binding the HTTP API to {}", config.http.listen))?;
-    let node = start(setup).await?;
+    let node = start_with(setup, config.byzantine.as_ref()).await?;
     let state = ApiState::new(
         node.store.clone(),
         genesis,

@@ -4,6 +4,7 @@
 mod evidence;
 mod keys;
 mod ledger;
+mod misbehaviour;
 mod pledge;
 mod status;
 mod work;
@@ -82,6 +83,9 @@ pub fn run(context: &Context, command: Command) -> Result<Output> {
         Command::Asset(command) => ledger::asset(context, command),
         Command::Gov(command) => ledger::gov(context, command),
         Command::Status => status::run(context),
+        Command::ReportMisbehaviour { evidence, signing } => {
+            misbehaviour::report(context, &evidence, &signing)
+        }
     }
 }
 

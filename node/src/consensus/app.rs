@@ -11,6 +11,7 @@ use super::context::{
     parts_sign_bytes, Address, BlockHash, Height, IpledgerContext, ProposalPart, ValidatorSet,
     PART_BYTES_MAX,
 };
+use super::misbehaviour::{self, MisbehaviourLog};
 use super::signing::{verify_bytes, ConsensusSigner};
 use super::streaming::{ExecutionWorker, STREAMING_EXECUTIONS_MAX};
 use crate::mempool::{signed_hash, Mempool};
@@ -84,6 +85,8 @@ pub struct AppReports {
     pub sync: watch::Sender<SyncReport>,
     /// How proposals from other validators were checked.
     pub checks: Arc<ProposalChecks>,
+    /// The misbehaviour the engine reported, kept for organisations to report.
+    pub misbehaviour: Arc<MisbehaviourLog>,
 }
 
 /// How proposals from other validators were checked: executed while their parts streamed in,
@@ -97,6 +100,8 @@ pub struct ProposalChecks {
     pub complete: std::sync::atomic::AtomicU64,
     /// Proposed transactions whose signature check was reused from the mempool.
     pub reused_signatures: std::sync::atomic::AtomicU64,
+    /// Proposals found invalid (this node prevoted nil on them).
+    pub refused: std::sync::atomic::AtomicU64,
 }
 
 /// Where a block to check came from, which decides what is checked.
@@ -145,16 +150,21 @@ struct StreamedBlock {
 /// Everything the application keeps between engine messages.
 pub struct ConsensusApp {
     ctx: IpledgerContext,
-    genesis: Arc<Genesis>,
-    store: Arc<Store>,
-    signer: Arc<ConsensusSigner>,
+    // The fields and methods marked `pub(super)` are what a lying validator's proposals
+    // (`byzantine.rs`, feature `byzantine`) build on.
+    pub(super) genesis: Arc<Genesis>,
+    pub(super) store: Arc<Store>,
+    pub(super) signer: Arc<ConsensusSigner>,
     mempool: Arc<Mutex<Mempool>>,
     reports: AppReports,
-    clock_ms: Arc<dyn Fn() -> u64 + Send + Sync>,
+    pub(super) clock_ms: Arc<dyn Fn() -> u64 + Send + Sync>,
     undecided: HashMap<(Height, BlockHash), Undecided>,
     streams: HashMap<(PeerId, StreamId), PartialStream>,
     pending: Vec<Assembled>,
     decided_without_block: Option<Height>,
+    /// How this validator lies, if it was built to (tests only).
+    #[cfg(feature = "byzantine")]
+    pub(super) liar: Option<Arc<super::byzantine::Liar>>,
 }
 
 impl ConsensusApp {
@@ -167,9 +177,7 @@ impl ConsensusApp {
         reports: AppReports,
         clock_ms: Arc<dyn Fn() -> u64 + Send + Sync>,
     ) -> ConsensusApp {
-        let ctx = IpledgerContext {
-            chain_id: genesis.chain_id.as_str().into(),
-        };
+        let ctx = IpledgerContext::new(genesis.chain_id.as_str().into());
         ConsensusApp {
             ctx,
             genesis,
@@ -182,7 +190,16 @@ impl ConsensusApp {
             streams: HashMap::new(),
             pending: Vec::new(),
             decided_without_block: None,
+            #[cfg(feature = "byzantine")]
+            liar: None,
         }
+    }
+
+    /// Makes this validator lie as `liar` says (tests of Byzantine behaviour only).
+    #[cfg(feature = "byzantine")]
+    pub fn with_liar(mut self, liar: Option<Arc<super::byzantine::Liar>>) -> ConsensusApp {
+        self.liar = liar;
+        self
     }
 
     /// The consensus context.
@@ -272,8 +289,15 @@ impl ConsensusApp {
                 let _ = reply.send(());
             }
             AppMsg::Finalized {
-                certificate, reply, ..
+                certificate,
+                evidence,
+                reply,
+                ..
             } => {
+                if !evidence.is_empty() {
+                    let seen = misbehaviour::from_engine(&evidence, &self.ctx.chain_id);
+                    self.reports.misbehaviour.record(certificate.height.0, seen);
+                }
                 let next = self.next_after(certificate.height)?;
                 let _ = reply.send(next);
             }
@@ -341,7 +365,7 @@ impl ConsensusApp {
     }
 
     /// The hash and certificate of the block before `height` (the genesis before height 1).
-    fn parent(&self, height: Height) -> Result<(Parent, u64)> {
+    pub(super) fn parent(&self, height: Height) -> Result<(Parent, u64)> {
         if height.0 == 1 {
             let parent = Parent {
                 hash: self.genesis.hash(),
@@ -373,12 +397,16 @@ impl ConsensusApp {
         channels: &mut Channels<IpledgerContext>,
     ) -> Result<LocallyProposedValue<IpledgerContext>> {
         let executed = self.build_block(height, std::time::Instant::now() + timeout / 2)?;
+        #[cfg(feature = "byzantine")]
+        let executed = super::byzantine::bad_proposal(self, height, round, executed)?;
         let hash = BlockHash::from(executed.block.header.hash());
         let bytes = Bytes::from(executed.block.encode());
         info!(%height, %round, txs = executed.block.txs.len(), %hash, "proposing");
         self.publish_parts(height, round, Round::Nil, &bytes, channels)
             .await?;
         self.hold(height, hash, executed, bytes, false);
+        #[cfg(feature = "byzantine")]
+        super::byzantine::proposed(self, height, round, hash)?;
         Ok(LocallyProposedValue::new(height, round, hash))
     }
 
@@ -431,44 +459,20 @@ impl ConsensusApp {
         bytes: &Bytes,
         channels: &mut Channels<IpledgerContext>,
     ) -> Result<()> {
-        let stream_id = stream_id(height, round);
-        let mut parts = vec![ProposalPart::Init {
+        let stream = ProposalStream {
+            chain_id: &self.ctx.chain_id,
+            signer: &self.signer,
+            id: stream_id(height, round),
             height,
             round,
             pol_round,
-            proposer: self.signer.address(),
-            block_len: bytes.len() as u64,
-        }];
-        parts.extend(
-            bytes
-                .chunks(PART_BYTES_MAX)
-                .map(|chunk| ProposalPart::Data(chunk.to_vec())),
-        );
-        let bytes_hash = Digest::sha256(bytes);
-        let signature = self.signer.sign_bytes(&parts_sign_bytes(
-            &self.ctx.chain_id,
-            height,
-            round,
-            &bytes_hash,
-        ));
-        parts.push(ProposalPart::Fin(signature));
-        let count = parts.len() as u64;
-        for (sequence, part) in parts.into_iter().enumerate() {
-            let message = StreamMessage::new(
-                stream_id.clone(),
-                sequence as u64,
-                StreamContent::Data(part),
-            );
+        };
+        for message in stream.messages(bytes) {
             channels
                 .network
                 .send(NetworkMsg::PublishProposalPart(message))
                 .await?;
         }
-        let end = StreamMessage::new(stream_id, count, StreamContent::Fin);
-        channels
-            .network
-            .send(NetworkMsg::PublishProposalPart(end))
-            .await?;
         Ok(())
     }
 
@@ -733,9 +737,14 @@ impl ConsensusApp {
             }
             Err(reason) => {
                 warn!(%height, %round, %proposer, %reason, "invalid proposal: voting nil");
+                self.reports.checks.refused.fetch_add(1, Ordering::Relaxed);
                 (Validity::Invalid, BlockHash::from(Digest::sha256(&bytes)))
             }
         };
+        #[cfg(feature = "byzantine")]
+        if let Some(liar) = &self.liar {
+            liar.votes.saw_proposal(height, round, value);
+        }
         Ok(ProposedValue {
             height,
             round,
@@ -814,7 +823,7 @@ impl ConsensusApp {
     }
 
     /// Keeps a checked block until consensus decides at its height.
-    fn hold(
+    pub(super) fn hold(
         &mut self,
         height: Height,
         hash: BlockHash,
@@ -1004,8 +1013,60 @@ pub fn admitted_node_keys(schedule: &ValidatorSchedule, head: u64) -> BTreeSet<P
         .collect()
 }
 
-fn stream_id(height: Height, round: Round) -> StreamId {
+/// The id of the stream carrying this node's proposal for a height and round.
+pub(super) fn stream_id(height: Height, round: Round) -> StreamId {
     let mut bytes = height.0.to_be_bytes().to_vec();
     bytes.extend_from_slice(&round.as_i64().to_be_bytes());
     StreamId::new(Bytes::from(bytes))
+}
+
+/// A proposal as a stream of parts: `Init`, the block in chunks of at most [`PART_BYTES_MAX`]
+/// bytes, and `Fin` with the proposer's signature over [`parts_sign_bytes`], then the end.
+pub(super) struct ProposalStream<'a> {
+    pub(super) chain_id: &'a str,
+    pub(super) signer: &'a ConsensusSigner,
+    pub(super) id: StreamId,
+    pub(super) height: Height,
+    pub(super) round: Round,
+    pub(super) pol_round: Round,
+}
+
+impl ProposalStream<'_> {
+    /// The stream's messages for the encoded block `bytes`, in sequence.
+    pub(super) fn messages(&self, bytes: &[u8]) -> Vec<StreamMessage<ProposalPart>> {
+        let mut parts = vec![ProposalPart::Init {
+            height: self.height,
+            round: self.round,
+            pol_round: self.pol_round,
+            proposer: self.signer.address(),
+            block_len: bytes.len() as u64,
+        }];
+        parts.extend(
+            bytes
+                .chunks(PART_BYTES_MAX)
+                .map(|chunk| ProposalPart::Data(chunk.to_vec())),
+        );
+        let bytes_hash = Digest::sha256(bytes);
+        let signature = self.signer.sign_bytes(&parts_sign_bytes(
+            self.chain_id,
+            self.height,
+            self.round,
+            &bytes_hash,
+        ));
+        parts.push(ProposalPart::Fin(signature));
+        let count = parts.len() as u64;
+        let mut messages: Vec<StreamMessage<ProposalPart>> = parts
+            .into_iter()
+            .enumerate()
+            .map(|(sequence, part)| {
+                StreamMessage::new(self.id.clone(), sequence as u64, StreamContent::Data(part))
+            })
+            .collect();
+        messages.push(StreamMessage::new(
+            self.id.clone(),
+            count,
+            StreamContent::Fin,
+        ));
+        messages
+    }
 }

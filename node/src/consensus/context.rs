@@ -425,6 +425,20 @@ impl mc::SigningScheme for Ed25519Scheme {
 pub struct IpledgerContext {
     /// The chain id from the genesis.
     pub chain_id: std::sync::Arc<str>,
+    /// How a lying validator bends its own votes (feature `byzantine`; `None` when honest).
+    #[cfg(feature = "byzantine")]
+    pub vote_faults: Option<std::sync::Arc<super::byzantine::VoteFaults>>,
+}
+
+impl IpledgerContext {
+    /// The context of chain `chain_id`.
+    pub fn new(chain_id: std::sync::Arc<str>) -> IpledgerContext {
+        IpledgerContext {
+            chain_id,
+            #[cfg(feature = "byzantine")]
+            vote_faults: None,
+        }
+    }
 }
 
 impl mc::Context for IpledgerContext {
@@ -478,6 +492,11 @@ impl mc::Context for IpledgerContext {
         value_id: NilOrVal<BlockHash>,
         address: Address,
     ) -> Vote {
+        #[cfg(feature = "byzantine")]
+        let value_id = match &self.vote_faults {
+            Some(faults) => faults.prevote(height, round, value_id, address),
+            None => value_id,
+        };
         Vote {
             vote_type: VoteType::Prevote,
             height,
@@ -494,6 +513,11 @@ impl mc::Context for IpledgerContext {
         value_id: NilOrVal<BlockHash>,
         address: Address,
     ) -> Vote {
+        #[cfg(feature = "byzantine")]
+        let value_id = match &self.vote_faults {
+            Some(faults) => faults.precommit(height, round, value_id, address),
+            None => value_id,
+        };
         Vote {
             vote_type: VoteType::Precommit,
             height,

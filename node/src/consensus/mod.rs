@@ -2,8 +2,12 @@
 //! module names an engine type.
 
 pub mod app;
+/// A lying validator, for fault tests only.
+#[cfg(feature = "byzantine")]
+pub mod byzantine;
 pub mod certificate;
 pub mod codec;
 pub mod context;
+pub mod misbehaviour;
 pub mod signing;
 pub mod streaming;
