@@ -143,9 +143,9 @@ impl Cluster {
         Ok(())
     }
 
-    /// Whether node `i`'s process is running; a process that exited by itself is an error
-    /// the harness reports (a node must never die of its own accord under these faults).
-    pub fn is_running(&mut self, i: usize) -> bool {
+    /// Whether node `i`'s process was started and not killed or stopped since (one that exited
+    /// by itself counts until [`Cluster::exited_by_themselves`] reports it).
+    pub fn is_running(&self, i: usize) -> bool {
         self.nodes[i].child.is_some()
     }
 
