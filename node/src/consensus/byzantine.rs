@@ -58,7 +58,7 @@ use tracing::warn;
 pub const LIES_KEPT_MAX: usize = 4_096;
 /// How many heights of prepared conflicting blocks are kept for the proxy to ask for.
 pub const CONFLICTING_HEIGHTS_KEPT: u64 = 4;
-/// How many own-vote decisions [`VoteFaults`] remembers per vote type.
+/// How many of its own vote decisions [`VoteFaults`] remembers; the lowest heights go first.
 pub const VOTE_DECISIONS_KEPT_MAX: usize = 1_024;
 /// Capacity of the queue of conflicting blocks to stream.
 pub const CONFLICTING_STREAMS_QUEUED_MAX: usize = 64;
@@ -130,9 +130,9 @@ impl std::fmt::Debug for VoteFaults {
     }
 }
 
-/// A vote the engine asked this node to build: prevote (or precommit), height, round, and the
-/// value an honest node would vote for.
-type VoteAsked = (bool, u64, i64, Option<BlockHash>);
+/// A vote the engine asked this node to build: height, round, prevote (or precommit), and the
+/// value an honest node would vote for. Ordered by height first, so the oldest go first.
+type VoteAsked = (u64, i64, bool, Option<BlockHash>);
 
 fn option(value: &NilOrVal<BlockHash>) -> Option<BlockHash> {
     match value {
@@ -169,7 +169,7 @@ impl VoteFaults {
         if address != self.own {
             return value;
         }
-        self.decide((true, height.0, round.as_i64(), option(&value)), || match (
+        self.decide((height.0, round.as_i64(), true, option(&value)), || match (
             &value,
             self.amnesia.try_override_nil_prevote(height, round),
         ) {
@@ -189,7 +189,7 @@ impl VoteFaults {
         if address != self.own || value == NilOrVal::Nil {
             return value;
         }
-        self.decide((false, height.0, round.as_i64(), option(&value)), || {
+        self.decide((height.0, round.as_i64(), false, option(&value)), || {
             let mut rng = self.rng.lock().expect("vote faults rng");
             if self.force_precommit_nil.fires(height, round, &mut rng) {
                 warn!(%height, %round, "BYZANTINE: precommitting nil instead of a value");

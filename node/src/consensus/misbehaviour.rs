@@ -357,13 +357,18 @@ mod tests {
 
     #[test]
     fn a_forged_or_same_value_pair_is_not_a_double_vote() {
-        let Misbehaviour::DoubleVote { first, mut second } = double_vote(3, 0) else {
+        let Misbehaviour::DoubleVote { first, second } = double_vote(3, 0) else {
             unreachable!()
         };
-        let mut same = first.clone();
-        same.signature = first.signature;
-        assert!(check_double_vote(&first, &same).is_err());
-        second.vote.round = 1;
-        assert!(check_double_vote(&first, &second).is_err());
+        let same = check_double_vote(&first, &first.clone()).unwrap_err();
+        assert!(same.contains("same value"), "{same}");
+        let mut other_round = second.clone();
+        other_round.vote.round = 1;
+        let other_round = check_double_vote(&first, &other_round).unwrap_err();
+        assert!(other_round.contains("differ"), "{other_round}");
+        let mut forged = second;
+        forged.vote.block_hash = Some(Digest::sha256(b"not what was signed"));
+        let forged = check_double_vote(&first, &forged).unwrap_err();
+        assert!(forged.contains("second vote"), "{forged}");
     }
 }
