@@ -4,9 +4,10 @@
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use ipledger_genesis::NodeConfig;
-use ipledger_node::service::start_from_config;
+use ipledger_node::service::{describe_failure, start_from_config, EngineFailureLog};
 use ipledger_node::store::Store;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 #[derive(Parser)]
 #[command(
@@ -20,7 +21,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Runs the node until SIGINT or SIGTERM.
+    /// Runs the node until SIGINT or SIGTERM, or until it stops by itself: a failed durable write
+    /// (e.g. no space left in its data directory) or a failure of its consensus engine. Then it
+    /// has stopped signing, and it exits non-zero with the reason on stderr.
     ///
     /// Example: ipledger-node run --config net/node-bank-a/config.toml
     Run {
@@ -39,12 +42,21 @@ enum Command {
     },
 }
 
+/// Exits 0, or 1 with the error and its causes on one line of stderr (no backtrace, whatever
+/// `RUST_BACKTRACE` says: an operator needs the reason, not our stack).
 #[tokio::main]
-async fn main() -> Result<()> {
+async fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    let result = match cli.command {
         Command::Run { config } => run(config).await,
         Command::VerifyStore { config } => verify_store(config),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("Error: {error:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -55,9 +67,20 @@ async fn run(config_path: PathBuf) -> Result<()> {
     let running = start_from_config(&config).await?;
     let height = running.node.store.head_height()?;
     tracing::info!(moniker = %config.moniker, height, http = %config.http.listen, "node started");
-    wait_for_shutdown_signal().await?;
-    tracing::info!("shutting down");
-    running.stop().await
+    tokio::select! {
+        signal = wait_for_shutdown_signal() => {
+            signal?;
+            tracing::info!("shutting down");
+            running.stop().await
+        }
+        failure = running.failure() => {
+            tracing::error!("{failure:#}");
+            // The engine is already stopped; this closes the API. Its own errors matter less
+            // than the failure, which is what the process reports.
+            let _ = running.stop().await;
+            Err(failure)
+        }
+    }
 }
 
 async fn wait_for_shutdown_signal() -> Result<()> {
@@ -73,17 +96,31 @@ async fn wait_for_shutdown_signal() -> Result<()> {
 fn verify_store(config_path: PathBuf) -> Result<()> {
     let config = NodeConfig::load(&config_path)
         .with_context(|| format!("loading {}", config_path.display()))?;
-    let store = Store::open(&config.data_dir().join("ledger.redb"))?;
-    let report = store.verify_chain()?;
+    let data_dir = config.data_dir();
+    let check = || -> Result<_> {
+        let store = Store::open(&data_dir.join("ledger.redb"))?;
+        Ok(store.verify_chain()?)
+    };
+    let report = check().map_err(|error| describe_failure(&error, &data_dir))?;
     println!("{report:?}");
     Ok(())
 }
 
+/// Logs to stdout at the configured level, and keeps the consensus engine's reason should it
+/// stop itself ([`EngineFailureLog`], filtered on its own so it sees errors at any log level).
 fn init_logging(level: &str) {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::Layer as _;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
+    let engine_failures = tracing_subscriber::filter::filter_fn(EngineFailureLog::wants);
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_target(false)
+                .with_filter(filter),
+        )
+        .with(EngineFailureLog.with_filter(engine_failures))
         .init();
 }

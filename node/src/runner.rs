@@ -12,7 +12,8 @@ use crate::gossip::{
     GossipPeer, GossipSender, GossipStatus, ReceivedBatch, TxGossip, GOSSIP_INBOUND_BATCHES_MAX,
 };
 use crate::mempool::Mempool;
-use crate::store::Store;
+use crate::store::wal::{check_wal, WalReport};
+use crate::store::{Store, StoreError};
 use anyhow::{Context as _, Result};
 use ipledger_genesis::ByzantineConfig;
 use ledger_core::crypto::{PublicKey, SigningKey};
@@ -32,7 +33,8 @@ use malachitebft_app_channel::{
 use malachitebft_config::DiscoveryConfig;
 use malachitebft_signing::Signer as _;
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, watch};
@@ -86,6 +88,12 @@ pub struct NodeHandle {
     /// How this validator lies, if it was built and configured to (fault tests only).
     #[cfg(feature = "byzantine")]
     pub liar: Option<Arc<crate::consensus::byzantine::Liar>>,
+    /// Why the node stopped by itself, once it has: the application loop failed (a failed
+    /// durable write, a broken invariant, or the engine stopping itself), and the engine was
+    /// stopped before this was set, so the node signs nothing more.
+    pub failure: watch::Receiver<Option<Arc<anyhow::Error>>>,
+    /// Set by [`NodeHandle::stop`], so the engine stopping then is not taken for a failure.
+    stopping: Arc<AtomicBool>,
     gossip: TxGossip,
     helpers: Vec<JoinHandle<()>>,
 }
@@ -124,6 +132,7 @@ impl NodeHandle {
     /// write-ahead log included) have let go of their files, so the node can start again in the
     /// same process.
     pub async fn stop(self) {
+        self.stopping.store(true, Ordering::SeqCst);
         if let Err(error) = self
             .engine
             .actor
@@ -363,7 +372,8 @@ pub async fn start_with(
     } else {
         ConsensusContext::new_full_node(address, verifier)
     };
-    let wal_path = setup.data_dir.join("wal").join("consensus.wal");
+    let wal_path = engine_wal_path(&setup.data_dir);
+    check_engine_wal(&wal_path, store.head_height()?)?;
     let engine_peers = initial_peers
         .iter()
         .map(|peer| peer.address_with_id.clone())
@@ -442,7 +452,24 @@ pub async fn start_with(
     );
     #[cfg(feature = "byzantine")]
     let app = app.with_liar(liar.clone());
-    let app = tokio::spawn(async move { app.run(&mut channels).await });
+    let (failed, failure) = watch::channel(None);
+    let stopping = Arc::new(AtomicBool::new(false));
+    let engine_node = engine.actor.clone();
+    let stopped = stopping.clone();
+    let app = tokio::spawn(async move {
+        let error = match app.run(&mut channels).await {
+            Err(error) if !stopped.load(Ordering::SeqCst) => Arc::new(error),
+            _ => return Ok(()),
+        };
+        // Stop signing first: the engine must not vote or decide past a write that failed.
+        engine_node.kill();
+        tracing::error!(
+            error = format!("{error:#}"),
+            "the application loop failed: consensus engine stopped, the node signs nothing more"
+        );
+        failed.send_replace(Some(error.clone()));
+        Err(anyhow::anyhow!("{error:#}"))
+    });
     Ok(NodeHandle {
         app,
         engine,
@@ -453,8 +480,48 @@ pub async fn start_with(
         misbehaviour,
         #[cfg(feature = "byzantine")]
         liar,
+        failure,
+        stopping,
         gossip,
         helpers,
+    })
+}
+
+/// The consensus engine's write-ahead log in a node's data directory.
+pub fn engine_wal_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("wal").join("consensus.wal")
+}
+
+/// Checks the engine's write-ahead log at `path` against the store's `head` before the engine
+/// opens it, decoding each entry as the engine will replay it (see [`crate::store::wal`]).
+pub fn check_engine_wal(path: &Path, head: u64) -> Result<WalReport, StoreError> {
+    check_wal(path, head, &wal_entry_height)
+}
+
+/// The height of one write-ahead log entry, or why it does not decode.
+fn wal_entry_height(data: &[u8]) -> std::result::Result<Option<u64>, String> {
+    use malachitebft_core_consensus::Input;
+    use malachitebft_core_types::{Proposal as _, Vote as _};
+    // A payload's own length field sizes an allocation in the engine's decoder; it must be
+    // exactly what the (checksummed, bounded) entry holds.
+    const TAG_TIMEOUT: u8 = 0x02;
+    if let (Some(&tag), Some(length)) = (data.first(), data.get(1..9)) {
+        let length = u64::from_be_bytes(length.try_into().expect("eight bytes"));
+        if tag != TAG_TIMEOUT && length != data.len() as u64 - 9 {
+            return Err(format!(
+                "payload length {length}, but the entry holds {} bytes after it",
+                data.len() - 9
+            ));
+        }
+    }
+    let entry: Input<IpledgerContext> =
+        malachitebft_engine::wal::decode_entry(&BorshCodec, data).map_err(|e| e.to_string())?;
+    Ok(match entry {
+        Input::Vote(vote) => Some(vote.height().0),
+        Input::Proposal(proposal) => Some(proposal.height().0),
+        Input::ProposedValue(value, _) => Some(value.height.0),
+        Input::PolkaCertificate(certificate) => Some(certificate.height.0),
+        _ => None,
     })
 }
 

@@ -37,8 +37,9 @@ mod index;
 mod snapshot;
 mod tables;
 mod verify;
+pub mod wal;
 
-pub use error::StoreError;
+pub use error::{is_no_space, mentions_no_space, StoreError};
 pub use snapshot::Snapshot;
 pub use tables::name as table_names;
 pub use tables::{

@@ -539,3 +539,384 @@ fn every_change_to_the_head_state_root_node_is_refused_without_a_panic() {
         root_bytes.len()
     );
 }
+
+// The node binary on damaged files: the store, and the consensus engine's write-ahead log.
+
+mod binary {
+    use super::store_common::process::*;
+    use ipledger_genesis::NodeConfig;
+    use ipledger_node::runner::{check_engine_wal, engine_wal_path};
+    use ipledger_node::store::wal::{WalReport, WAL_ENTRY_HEADER_BYTES, WAL_HEADER_BYTES};
+    use ipledger_node::store::{Store, StoreError};
+    use std::collections::BTreeMap;
+    use std::path::{Path, PathBuf};
+    use std::time::Instant;
+
+    /// How many times the seed run is repeated to catch the log with entries in it.
+    const SEED_ATTEMPTS: usize = 10;
+
+    /// A one-validator network's node, run until it has committed a few blocks and its
+    /// write-ahead log holds entries of the height in progress, then killed with SIGKILL: its
+    /// data directory is the pristine copy the damage is done to.
+    pub struct Seeded {
+        pub dir: tempfile::TempDir,
+        pub config_path: PathBuf,
+        pub config: NodeConfig,
+        pub pristine: PathBuf,
+        pub head: u64,
+        pub wal: WalReport,
+    }
+
+    pub fn seeded() -> Seeded {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let (local, mut configs) = local_network(dir.path(), 1);
+        let config_path = local.nodes[0].config_path.clone();
+        let config = configs.remove(0);
+        let data = config.data_dir();
+        let wal_path = engine_wal_path(&data);
+        let logs = dir.path().join("logs");
+        for attempt in 0..SEED_ATTEMPTS {
+            let mut node =
+                NodeProcess::start(&config_path, &config, &logs, &format!("seed-{attempt}"));
+            let height = node.wait_for_height(3 + attempt as u64);
+            // The log is reset at each height, then receives its proposal and votes.
+            let started = Instant::now();
+            while std::fs::metadata(&wal_path).map_or(0, |m| m.len())
+                < WAL_HEADER_BYTES + WAL_ENTRY_HEADER_BYTES
+            {
+                assert!(started.elapsed() < PROCESS_DEADLINE, "the log stays empty");
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            node.kill();
+            let pristine = dir.path().join(format!("pristine-{attempt}"));
+            copy_dir(&data, &pristine);
+            let head = {
+                let probe = dir.path().join("probe");
+                copy_dir(&pristine, &probe);
+                let store = Store::open(&probe.join("ledger.redb")).expect("the store opens");
+                let head = store.head_height().unwrap();
+                drop(store);
+                std::fs::remove_dir_all(&probe).unwrap();
+                head
+            };
+            assert!(
+                head >= height,
+                "SIGKILL lost blocks: head {head}, reported {height}"
+            );
+            let wal = check_engine_wal(&engine_wal_path(&pristine), head)
+                .expect("the log a SIGKILL leaves is accepted");
+            eprintln!("seed run {attempt}: head {head}, log {wal:?}");
+            if wal.entries > 0 && wal.torn_tail_bytes == 0 {
+                return Seeded {
+                    dir,
+                    config_path,
+                    config,
+                    pristine,
+                    head,
+                    wal,
+                };
+            }
+        }
+        panic!("in {SEED_ATTEMPTS} runs the log never held whole entries when killed");
+    }
+
+    pub fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                copy_dir(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), &target).unwrap();
+            }
+        }
+    }
+
+    /// The (offset, data length) of each whole entry of a log.
+    pub fn entries(bytes: &[u8]) -> Vec<(usize, usize)> {
+        let mut found = Vec::new();
+        let mut at = WAL_HEADER_BYTES as usize;
+        while let Some(length) = bytes.get(at + 1..at + 9) {
+            let length = u64::from_be_bytes(length.try_into().unwrap()) as usize;
+            if at + WAL_ENTRY_HEADER_BYTES as usize + length > bytes.len() {
+                break;
+            }
+            found.push((at, length));
+            at += WAL_ENTRY_HEADER_BYTES as usize + length;
+        }
+        found
+    }
+
+    /// A change to a file's bytes.
+    type Damage = Box<dyn Fn(&mut Vec<u8>)>;
+
+    /// One damage to a copy of the pristine data directory.
+    struct Case {
+        name: &'static str,
+        file: &'static str,
+        damage: Damage,
+        /// Words the error must contain besides the file's path.
+        expect: &'static str,
+    }
+
+    fn cases(seeded: &Seeded) -> Vec<Case> {
+        let redb = std::fs::read(seeded.pristine.join("ledger.redb")).unwrap();
+        let wal = std::fs::read(engine_wal_path(&seeded.pristine)).unwrap();
+        let entries = entries(&wal);
+        let (first, _) = entries[0];
+        let (last, last_length) = *entries.last().unwrap();
+        // The head header's hash, stored with the header: live data the head check reads.
+        let head_hash = {
+            let probe = seeded.dir.path().join("probe-hash");
+            copy_dir(&seeded.pristine, &probe);
+            let store = Store::open(&probe.join("ledger.redb")).unwrap();
+            let hash = store.block(seeded.head).unwrap().unwrap().header.hash();
+            *hash.as_bytes()
+        };
+        // Every copy: some may sit in pages redb has freed, where a flip is harmless.
+        let head_hash_at: Vec<usize> = redb
+            .windows(32)
+            .enumerate()
+            .filter(|(_, w)| *w == head_hash)
+            .map(|(at, _)| at)
+            .collect();
+        assert!(!head_hash_at.is_empty(), "the head hash is in the file");
+        let len = redb.len();
+        // One byte of the length changed so that it claims 256 bytes more than there are.
+        assert!(last_length < 256, "entries of this node are short");
+        vec![
+            Case {
+                name: "store truncated to half",
+                file: "ledger.redb",
+                damage: Box::new(move |b| b.truncate(len / 2)),
+                expect: "ledger.redb",
+            },
+            Case {
+                name: "store without its last byte",
+                file: "ledger.redb",
+                damage: Box::new(move |b| b.truncate(len - 1)),
+                expect: "ledger.redb",
+            },
+            Case {
+                name: "store truncated to nothing",
+                file: "ledger.redb",
+                damage: Box::new(Vec::clear),
+                expect: "exists but is empty",
+            },
+            Case {
+                name: "store header byte flipped",
+                file: "ledger.redb",
+                damage: Box::new(|b| b[3] ^= 0x10),
+                expect: "ledger.redb",
+            },
+            Case {
+                name: "store: a byte of the head block's hash flipped",
+                file: "ledger.redb",
+                damage: Box::new(move |b| head_hash_at.iter().for_each(|at| b[at + 5] ^= 0x01)),
+                expect: "ledger.redb",
+            },
+            Case {
+                name: "log truncated to nothing",
+                file: "wal",
+                damage: Box::new(Vec::clear),
+                expect: "the file is empty",
+            },
+            Case {
+                name: "log truncated inside its header",
+                file: "wal",
+                damage: Box::new(|b| b.truncate(7)),
+                expect: "shorter than the 12-byte header",
+            },
+            Case {
+                name: "log version flipped",
+                file: "wal",
+                damage: Box::new(|b| b[3] ^= 0x02),
+                expect: "format version 3",
+            },
+            Case {
+                name: "log height flipped",
+                file: "wal",
+                damage: Box::new(|b| b[11] ^= 0x01),
+                expect: "height",
+            },
+            Case {
+                name: "log: first entry's data flipped",
+                file: "wal",
+                damage: Box::new(move |b| b[first + 20] ^= 0x40),
+                expect: "checksum",
+            },
+            Case {
+                name: "log: first entry's compression flag set",
+                file: "wal",
+                damage: Box::new(move |b| b[first] = 1),
+                expect: "compression flag",
+            },
+            Case {
+                name: "log: last entry's length runs past the end",
+                file: "wal",
+                damage: Box::new(move |b| b[last + 7] ^= 0x01),
+                expect: "a damaged length field",
+            },
+        ]
+    }
+
+    /// A copy of the pristine directory with `case`'s damage; the config points at it.
+    fn damaged_dir(
+        seeded: &mut Seeded,
+        name: &str,
+        file: &str,
+        damage: &dyn Fn(&mut Vec<u8>),
+    ) -> PathBuf {
+        let data = seeded.dir.path().join(name.replace([' ', ':', '\''], "-"));
+        copy_dir(&seeded.pristine, &data);
+        let path = match file {
+            "wal" => engine_wal_path(&data),
+            other => data.join(other),
+        };
+        let mut bytes = std::fs::read(&path).unwrap();
+        damage(&mut bytes);
+        std::fs::write(&path, bytes).unwrap();
+        set_data_dir(&seeded.config_path.clone(), &mut seeded.config, &data);
+        path
+    }
+
+    #[test]
+    fn the_node_refuses_to_start_on_a_damaged_store_or_write_ahead_log() {
+        let mut seeded = seeded();
+        let logs = seeded.dir.path().join("logs");
+        for case in cases(&seeded) {
+            let path = damaged_dir(&mut seeded, case.name, case.file, &case.damage);
+            let mut node =
+                NodeProcess::start(&seeded.config_path, &seeded.config, &logs, case.name);
+            let status = node.wait_for_exit_without_serving();
+            let stderr = node.stderr();
+            eprintln!("{}: {status}\n{stderr}", case.name);
+            assert_eq!(status.code(), Some(1), "{}: {stderr}", case.name);
+            assert!(
+                stderr.contains(&path.display().to_string()),
+                "{}: names the file: {stderr}",
+                case.name
+            );
+            assert!(
+                stderr.contains(case.expect),
+                "{}: says {:?}: {stderr}",
+                case.name,
+                case.expect
+            );
+            assert!(!stderr.contains("panicked"), "{}: {stderr}", case.name);
+        }
+
+        // A torn tail (the last entry cut short, as a crash mid-append leaves it) is discarded,
+        // as the engine does, and the node goes on.
+        let cut = |b: &mut Vec<u8>| {
+            let keep = b.len() - 5;
+            b.truncate(keep)
+        };
+        damaged_dir(&mut seeded, "log with a torn tail", "wal", &cut);
+        let mut node = NodeProcess::start(&seeded.config_path, &seeded.config, &logs, "torn tail");
+        node.wait_for_height(seeded.head + 2);
+        assert!(node.terminate().success(), "{}", node.stderr());
+    }
+
+    /// Every single-byte change and every truncation of a real log, checked as the node checks
+    /// it at start: refused, or accepted with nothing lost that the engine would have replayed.
+    #[test]
+    fn every_change_to_the_write_ahead_log_is_refused_or_loses_no_whole_entry() {
+        let seeded = seeded();
+        let path = engine_wal_path(&seeded.pristine);
+        let pristine = std::fs::read(&path).unwrap();
+        let whole = entries(&pristine);
+        let scratch = seeded.dir.path().join("scratch.wal");
+        let check = |bytes: &[u8]| {
+            std::fs::write(&scratch, bytes).unwrap();
+            check_engine_wal(&scratch, seeded.head)
+        };
+        let mut outcomes: BTreeMap<String, usize> = BTreeMap::new();
+        let mut count = |outcome: String| *outcomes.entry(outcome).or_default() += 1;
+        for at in 0..pristine.len() {
+            for mask in [0x01u8, 0x02, 0x10, 0x80, 0xFF] {
+                let mut bytes = pristine.clone();
+                bytes[at] ^= mask;
+                match check(&bytes) {
+                    Err(StoreError::Wal { problem, .. }) => {
+                        count(format!("refused: {}", problem_kind(&problem)))
+                    }
+                    Err(other) => panic!("byte {at} ^ {mask:#04x}: unexpected error {other}"),
+                    Ok(report) => {
+                        let nothing_lost = report.entries == seeded.wal.entries
+                            && (report.entries == 0 || report.height == seeded.wal.height);
+                        assert!(
+                            nothing_lost,
+                            "byte {at} ^ {mask:#04x} accepted as {report:?}; pristine {:?}",
+                            seeded.wal
+                        );
+                        count("accepted, every entry kept".into());
+                    }
+                }
+            }
+        }
+        let mut cut_at_a_boundary = 0;
+        for keep in 0..pristine.len() {
+            match check(&pristine[..keep]) {
+                Err(StoreError::Wal { problem, .. }) => {
+                    count(format!("truncated, refused: {}", problem_kind(&problem)))
+                }
+                Err(other) => panic!("truncated to {keep}: unexpected error {other}"),
+                Ok(report) => {
+                    let boundary = whole
+                        .iter()
+                        .map(|(at, len)| at + WAL_ENTRY_HEADER_BYTES as usize + len)
+                        .chain([WAL_HEADER_BYTES as usize])
+                        .filter(|end| *end <= keep)
+                        .max()
+                        .expect("past the header");
+                    let kept = whole
+                        .iter()
+                        .filter(|(at, len)| at + WAL_ENTRY_HEADER_BYTES as usize + len <= keep)
+                        .count();
+                    assert_eq!(
+                        (report.entries, report.torn_tail_bytes),
+                        (kept, (keep - boundary) as u64)
+                    );
+                    if report.torn_tail_bytes == 0 {
+                        cut_at_a_boundary += 1;
+                        count(
+                            "truncated at an entry boundary: accepted, later entries lost".into(),
+                        );
+                    } else {
+                        count("truncated inside an entry: accepted as a torn tail".into());
+                    }
+                }
+            }
+        }
+        eprintln!(
+            "log of {} bytes, {} entries at height {:?} (store head {}): {outcomes:#?}",
+            pristine.len(),
+            whole.len(),
+            seeded.wal.height,
+            seeded.head
+        );
+        assert_eq!(
+            cut_at_a_boundary,
+            whole.len(),
+            "one silent cut per entry boundary"
+        );
+    }
+
+    /// The kind of a refusal, without the entry, offsets and values, for counting.
+    fn problem_kind(problem: &str) -> String {
+        // "entry N at byte N[:] what"
+        let problem = match problem.split_once(" at byte ") {
+            Some((_, rest)) => rest.trim_start_matches(|c: char| c.is_ascii_digit()),
+            None => problem,
+        };
+        problem
+            .split(|c: char| c.is_ascii_digit())
+            .next()
+            .unwrap_or(problem)
+            .trim_start_matches(':')
+            .trim()
+            .to_owned()
+    }
+}

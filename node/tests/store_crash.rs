@@ -178,3 +178,116 @@ fn a_writer_killed_mid_commit_keeps_every_acknowledged_block() {
     assert_eq!(sorted, acknowledged, "no height was acknowledged twice");
     assert_eq!(acknowledged[0], 1, "the first acknowledgement was read");
 }
+
+/// The node binary, killed with SIGKILL while a client submits transactions and waits for their
+/// commit: after each kill the store opens and verifies, the engine's write-ahead log passes the
+/// start check, every transaction the node acknowledged as committed is there at the height it
+/// named, and the restarted node goes on committing.
+#[test]
+fn a_node_killed_with_sigkill_keeps_every_transaction_it_acknowledged() {
+    use ipledger_genesis::KeyFile;
+    use ipledger_node::runner::{check_engine_wal, engine_wal_path};
+    use ledger_core::crypto::Digest;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use store_common::process::*;
+
+    /// Each round: how many acknowledgements to wait for, then how long before the kill.
+    const NODE_ROUNDS: [(usize, Duration); 4] = [
+        (2, Duration::ZERO),
+        (3, Duration::from_millis(3)),
+        (2, Duration::from_millis(40)),
+        (3, Duration::from_millis(400)),
+    ];
+
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let (local, configs) = local_network(dir.path(), 1);
+    let config_path = &local.nodes[0].config_path;
+    let config = &configs[0];
+    let genesis = config.load_genesis().expect("genesis");
+    let court_path = local
+        .organisations
+        .iter()
+        .find(|org| org.party.0 == "court")
+        .expect("a court")
+        .key_path
+        .clone();
+    let data = config.data_dir();
+    let logs = dir.path().join("logs");
+    let acknowledged: Arc<Mutex<Vec<(Digest, u64)>>> = Arc::default();
+    for (round, (acks, delay)) in NODE_ROUNDS.iter().enumerate() {
+        let mut node = NodeProcess::start(config_path, config, &logs, &format!("round-{round}"));
+        node.wait_for_height(1);
+        let stop = Arc::new(AtomicBool::new(false));
+        let before = acknowledged.lock().unwrap().len();
+        let client = {
+            let (stop, acknowledged, genesis) =
+                (stop.clone(), acknowledged.clone(), genesis.clone());
+            let court = KeyFile::read(&court_path).expect("court key");
+            let address = node.http;
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let Ok((200, status)) = http(address, "GET", "/v1/status", None, HTTP_TIMEOUT)
+                    else {
+                        return;
+                    };
+                    let valid_until = status["height"].as_u64().unwrap() + 1_000;
+                    let what = format!("round {round} tx {n}");
+                    let tx = court_attestation(&genesis, &court, &what, valid_until);
+                    let body = serde_json::to_vec(&tx).unwrap();
+                    let path = "/v1/transactions?wait=true&timeout_ms=20000";
+                    match http(address, "POST", path, Some(&body), HTTP_TIMEOUT) {
+                        Ok((200, answer)) => {
+                            let height = answer["height"].as_u64().expect("committed height");
+                            acknowledged.lock().unwrap().push((tx.id(), height));
+                        }
+                        // Killed while waiting: not acknowledged.
+                        _ => return,
+                    }
+                }
+            })
+        };
+        let started = Instant::now();
+        while acknowledged.lock().unwrap().len() < before + acks {
+            assert!(
+                started.elapsed() < ROUND_TIMEOUT,
+                "no acknowledgements:\n{}",
+                node.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(*delay);
+        let status = node.kill();
+        stop.store(true, Ordering::Relaxed);
+        client.join().expect("client thread");
+        assert!(!status.success(), "killed");
+
+        let store = Store::open(&data.join("ledger.redb")).expect("the store opens after SIGKILL");
+        let head = store.head_height().unwrap();
+        let wal = check_engine_wal(&engine_wal_path(&data), head)
+            .expect("the log a SIGKILL leaves passes the start check");
+        for (id, height) in acknowledged.lock().unwrap().iter() {
+            assert_eq!(
+                store.tx_location(id).unwrap().map(|l| l.height),
+                Some(*height),
+                "transaction {id}, acknowledged at height {height}, lost"
+            );
+        }
+        let report = store
+            .verify_chain()
+            .expect("the store verifies after SIGKILL");
+        let in_all = acknowledged.lock().unwrap().len();
+        eprintln!(
+            "round {round}: killed {delay:?} after {} acknowledgements ({in_all} in all), head \
+             {head}, log {wal:?}, {report:?}",
+            in_all - before,
+        );
+        store.close().expect("closes");
+    }
+    let mut node = NodeProcess::start(config_path, config, &logs, "after");
+    let head = node.wait_for_height(1);
+    node.wait_for_height(head + 2);
+    assert!(node.terminate().success(), "{}", node.stderr());
+}

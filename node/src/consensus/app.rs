@@ -147,6 +147,13 @@ struct StreamedBlock {
     alive: bool,
 }
 
+/// The engine closed its channel to the application: it stopped by itself. Malachite stops its
+/// actors (and so signs nothing more) after a failed write or flush of its write-ahead log, and
+/// logs the reason.
+#[derive(Debug, thiserror::Error)]
+#[error("the consensus engine stopped by itself (it closed its channel to the application)")]
+pub struct EngineStopped;
+
 /// Everything the application keeps between engine messages.
 pub struct ConsensusApp {
     ctx: IpledgerContext,
@@ -213,7 +220,7 @@ impl ConsensusApp {
         while let Some(msg) = channels.consensus.recv().await {
             self.handle(msg, channels).await?;
         }
-        bail!("the consensus engine closed its channel")
+        Err(EngineStopped.into())
     }
 
     async fn handle(

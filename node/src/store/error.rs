@@ -145,6 +145,21 @@ pub enum StoreError {
         /// `RECEIPT_VALIDATOR_CHANGES_MAX`.
         max: usize,
     },
+    /// The consensus engine's write-ahead log is damaged in a way that could make the engine
+    /// forget an entry the node may have sent (see [`super::wal`]).
+    #[error(
+        "consensus write-ahead log {path} is damaged: {problem}. The node refuses to start: \
+         replaying this log could make it sign a vote that conflicts with one it already sent. \
+         Move the file aside only once the other validators have committed height {height}"
+    )]
+    Wal {
+        /// The log file.
+        path: PathBuf,
+        /// The height whose entries may be lost: the log's, or the one after the store's head.
+        height: u64,
+        /// What is wrong, with the entry and byte offset.
+        problem: String,
+    },
     /// Re-executing the stored chain from genesis found a block, certificate or stored record
     /// that is not what execution produces.
     #[error("chain verification failed at height {height}: {problem}")]
@@ -182,4 +197,31 @@ pub(crate) fn corrupt(
         key: key.to_string(),
         problem: problem.into(),
     }
+}
+
+/// `ENOSPC`: the OS error number of a full file system (Linux, the BSDs and macOS alike).
+const ENOSPC: i32 = 28;
+
+/// Whether any error in `chain` (an error and its sources, e.g. `anyhow::Error::chain`) is a full
+/// file system or an exhausted quota. redb does not expose its I/O error as a source, and the
+/// engine reports its write failures as text, so an error's message counts too when it carries
+/// the OS's words for `ENOSPC`.
+pub fn is_no_space<'a>(
+    chain: impl IntoIterator<Item = &'a (dyn std::error::Error + 'static)>,
+) -> bool {
+    chain.into_iter().any(|error| {
+        let io_full = error.downcast_ref::<std::io::Error>().is_some_and(|io| {
+            matches!(
+                io.kind(),
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+            )
+        });
+        io_full || mentions_no_space(&error.to_string())
+    })
+}
+
+/// Whether `message` carries the OS's description of `ENOSPC` ("No space left on device (os error
+/// 28)" on Linux).
+pub fn mentions_no_space(message: &str) -> bool {
+    message.contains(&std::io::Error::from_raw_os_error(ENOSPC).to_string())
 }

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // Each test file uses a different subset.
 
+pub mod process;
+
 use ipledger_node::store::Store;
 use ledger_core::crypto::Digest;
 use ledger_core::execute::execute_block;
