@@ -4,8 +4,8 @@
 //!
 //! Each function takes arbitrary bytes and returns normally whether the bytes are accepted or
 //! refused. It panics only on a real bug: a decoder that panics, a decoded value that does not
-//! re-encode to the bytes it came from (the encoding is canonical), or two decoders of the same
-//! format that disagree.
+//! re-encode to the bytes it came from (the encoding is canonical), two decoders of the same
+//! format that disagree, or (`http_request`) an HTTP API answer outside the API's contract.
 
 use crate::admission;
 use crate::api::{self, ApiState, TxState, TxStatus};
