@@ -56,6 +56,10 @@ pub const CONFIG_FILE_NAME: &str = "config.toml";
 pub const DEFAULT_P2P_PORT: u16 = 26656;
 /// Default HTTP port.
 pub const DEFAULT_HTTP_PORT: u16 = 26657;
+/// Default store cache (`[store] cache_mib`): a small share of a validator's memory.
+pub const DEFAULT_STORE_CACHE_MIB: u32 = 64;
+/// The largest store cache a config may ask for (64 GiB): a larger number is a typo.
+pub const STORE_CACHE_MIB_MAX: u32 = 65_536;
 /// The log levels `log_level` may name (alone or in `target=level` directives).
 pub const LOG_LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
 
@@ -78,6 +82,8 @@ pub struct NodeConfig {
     pub log_level: String,
     /// Where the chain's files are.
     pub chain: ChainPaths,
+    /// The store's tuning.
+    pub store: StoreConfig,
     /// Peer-to-peer networking.
     pub p2p: P2pConfig,
     /// The HTTP API.
@@ -100,6 +106,16 @@ pub struct ChainPaths {
     pub node_key: PathBuf,
     /// The node's database directory.
     pub data_dir: PathBuf,
+}
+
+/// The `[store]` table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// redb's page cache in MiB. It fills as the node reads and writes the store and then stays
+    /// at this size, so it is most of a long-running node's memory; a larger cache keeps more of
+    /// a large ledger's state tree in memory.
+    pub cache_mib: u32,
 }
 
 /// The `[p2p]` table.
@@ -146,6 +162,7 @@ impl Default for NodeConfig {
             validator: false,
             log_level: "info".into(),
             chain: ChainPaths::default(),
+            store: StoreConfig::default(),
             p2p: P2pConfig::default(),
             http: HttpConfig::default(),
             consensus: ConsensusTimeouts::default(),
@@ -161,6 +178,21 @@ impl Default for ChainPaths {
             node_key: "node.key".into(),
             data_dir: "data".into(),
         }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            cache_mib: DEFAULT_STORE_CACHE_MIB,
+        }
+    }
+}
+
+impl StoreConfig {
+    /// The cache size in bytes.
+    pub fn cache_bytes(&self) -> usize {
+        self.cache_mib as usize * 1024 * 1024
     }
 }
 
@@ -282,6 +314,12 @@ impl NodeConfig {
             return Err("moniker must not be empty".into());
         }
         check_log_level(&self.log_level)?;
+        if !(1..=STORE_CACHE_MIB_MAX).contains(&self.store.cache_mib) {
+            return Err(format!(
+                "store.cache_mib is {}; it must lie within 1 to {STORE_CACHE_MIB_MAX}",
+                self.store.cache_mib
+            ));
+        }
         if let Some(field) = self.consensus.zero_field() {
             return Err(format!("consensus.{field} must be positive"));
         }
@@ -790,6 +828,18 @@ mod tests {
             .validate()
             .unwrap_err()
             .contains("validator"));
+    }
+
+    #[test]
+    fn the_store_cache_is_set_in_mib_within_bounds() {
+        let config = NodeConfig::from_toml("[store]\ncache_mib = 16").unwrap();
+        assert_eq!(config.store.cache_bytes(), 16 * 1024 * 1024);
+        assert!(config.validate().is_ok());
+        for bad in [0, STORE_CACHE_MIB_MAX + 1] {
+            let config = NodeConfig::from_toml(&format!("[store]\ncache_mib = {bad}")).unwrap();
+            let problem = config.validate().unwrap_err();
+            assert!(problem.contains("store.cache_mib"), "{problem}");
+        }
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //!   organisations with roles and keys, validators with node keys, powers and p2p addresses),
 //!   from which [`ConsortiumSpec::to_genesis`] builds the [`ledger_core::genesis::Genesis`].
 //! - [`NodeConfig`]: one node's `config.toml` (paths, listen addresses, peers, timeouts).
-//! - [`local::create_local`]: a complete local test network in one directory.
+//! - [`local::create_local`]: a complete local test network in one directory, on ports from
+//!   [`ports::free_ports`].
 //! - [`read_genesis`] / [`write_genesis`]: `genesis.json`, validated on reading.
 //!
 //! In a real consortium each organisation creates its keys on its own host and hands over only
@@ -25,10 +26,11 @@ pub mod genesis_file;
 pub mod keyfile;
 pub mod local;
 pub mod params;
+pub mod ports;
 pub mod spec;
 
 pub use address::P2pAddress;
-pub use config::{ByzantineConfig, ConfigError, NodeConfig, PeerConfig, Trigger};
+pub use config::{ByzantineConfig, ConfigError, NodeConfig, PeerConfig, StoreConfig, Trigger};
 pub use genesis_file::{read_genesis, write_genesis, GenesisFileError};
 pub use keyfile::{KeyFile, KeyFileError};
 pub use local::{create_local, LocalError, LocalNetwork, LocalOptions};

@@ -25,7 +25,7 @@ use crate::spec::{ConsortiumSpec, OrganisationSpec, SpecError, ValidatorSpec};
 use ledger_core::crypto::{Digest, PublicKey};
 use ledger_core::genesis::Genesis;
 use ledger_core::types::{PartyId, Role};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 /// The organisations of a local network: id, display name, role. The first
@@ -331,30 +331,13 @@ fn choose_ports(options: &LocalOptions) -> Result<Vec<(u16, u16)>, LocalError> {
             .map(|i| (base + 2 * i, base + 2 * i + 1))
             .collect());
     }
-    // Hold every socket until all ports are chosen, so that the ports are distinct. A p2p port
-    // must be free for UDP as well (transaction gossip runs QUIC on the UDP port of the same
-    // number). The OS may hand a port to someone else between here and the node's start; tests
-    // accept that.
-    let ports_error = |source| LocalError::Ports {
-        host: options.host,
-        source,
-    };
-    let mut held_tcp = Vec::new();
-    let mut held_udp = Vec::new();
-    let mut pairs = Vec::with_capacity(n);
-    while pairs.len() < n {
-        let p2p = TcpListener::bind(SocketAddr::new(options.host, 0)).map_err(ports_error)?;
-        let p2p_port = p2p.local_addr().map_err(ports_error)?.port();
-        held_tcp.push(p2p);
-        let Ok(udp) = std::net::UdpSocket::bind(SocketAddr::new(options.host, p2p_port)) else {
-            continue;
-        };
-        held_udp.push(udp);
-        let http = TcpListener::bind(SocketAddr::new(options.host, 0)).map_err(ports_error)?;
-        pairs.push((p2p_port, http.local_addr().map_err(ports_error)?.port()));
-        held_tcp.push(http);
-    }
-    Ok(pairs)
+    let ports = crate::ports::free_ports(options.host, 2 * n).map_err(|source| {
+        LocalError::Ports {
+            host: options.host,
+            source,
+        }
+    })?;
+    Ok(ports.chunks(2).map(|pair| (pair[0], pair[1])).collect())
 }
 
 /// The current time in Unix milliseconds, rounded down to the second.

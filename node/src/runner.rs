@@ -58,6 +58,8 @@ pub struct NodeSetup {
     pub node_key: Arc<SigningKey>,
     /// Directory for the store and the engine's write-ahead log.
     pub data_dir: PathBuf,
+    /// The store's page cache (`[store] cache_mib`).
+    pub store_cache_bytes: usize,
     /// libp2p listen address, e.g. `/ip4/127.0.0.1/tcp/26656`.
     pub listen_addr: String,
     /// The other validators: libp2p address (e.g. `/ip4/10.0.0.2/tcp/26656`) and node key. The
@@ -324,7 +326,10 @@ pub async fn start_with(
     };
     std::fs::create_dir_all(&setup.data_dir)
         .with_context(|| format!("creating {}", setup.data_dir.display()))?;
-    let store = Arc::new(Store::open(&setup.data_dir.join("ledger.redb"))?);
+    let store = Arc::new(Store::open_with_cache(
+        &setup.data_dir.join("ledger.redb"),
+        setup.store_cache_bytes,
+    )?);
     let misbehaviour = Arc::new(MisbehaviourLog::open(&setup.data_dir)?);
     store.init_genesis(&setup.genesis)?;
     let peers = configured_peers(&setup)?;
@@ -623,6 +628,7 @@ async fn update_engine_peer(net_requests: &mpsc::Sender<NetworkRequest>, op: Per
 #[cfg(all(test, not(feature = "byzantine")))]
 mod tests {
     use super::*;
+    use ipledger_genesis::StoreConfig;
     use ledger_core::testkit::{test_genesis, test_key};
 
     #[tokio::test]
@@ -633,6 +639,7 @@ mod tests {
             genesis: Arc::new(test_genesis(4)),
             node_key: Arc::new(test_key("trading-center/node")),
             data_dir: dir.path().join("data"),
+            store_cache_bytes: StoreConfig::default().cache_bytes(),
             listen_addr: "/ip4/127.0.0.1/tcp/0".into(),
             peers: Vec::new(),
             validator: true,

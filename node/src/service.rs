@@ -77,6 +77,7 @@ pub fn setup_from_config(config: &NodeConfig) -> Result<NodeSetup> {
         genesis: Arc::new(genesis),
         node_key: Arc::new(node_key.into_signing_key()),
         data_dir: config.data_dir(),
+        store_cache_bytes: config.store.cache_bytes(),
         listen_addr: config.p2p.listen.as_str().to_owned(),
         peers: config
             .p2p

@@ -43,12 +43,13 @@ pub use error::{is_no_space, mentions_no_space, StoreError};
 pub use snapshot::Snapshot;
 pub use tables::name as table_names;
 pub use tables::{
-    TxLocation, ASSETS_PAGE_MAX, STORE_CACHE_BYTES, STORE_FORMAT_VERSION, TWO_PHASE_COMMIT,
+    TxLocation, ASSETS_PAGE_MAX, STORE_FORMAT_VERSION, TWO_PHASE_COMMIT,
 };
 pub use verify::VerifyReport;
 
 use error::{corrupt, DbContext};
 use index::owner_changes;
+use ipledger_genesis::StoreConfig;
 use jmt::storage::Node;
 use ledger_core::block::{Block, CommitCertificate};
 use ledger_core::encoding;
@@ -83,8 +84,16 @@ impl Store {
     /// head schedules for it), the state tree's root at the head version equals
     /// `header.state_root`, and the ledger-tree frontier in state has `header.ledger_root` and
     /// `header.ledger_size` (and agrees with the stored ledger nodes). Any failure is an error
-    /// naming the table and key, and the store is not returned.
+    /// naming the table and key, and the store is not returned. The page cache is the default
+    /// of a node's `[store] cache_mib`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Store::open_with_cache(path, StoreConfig::default().cache_bytes())
+    }
+
+    /// [`Store::open`] with a page cache of `cache_bytes`: the cache fills as the store is read
+    /// and written and then stays at that size.
+    pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<Store, StoreError> {
+        assert!(cache_bytes > 0, "a store needs a page cache");
         // redb initialises an empty file as a new database; an existing empty store file is a
         // truncated one, and must not silently become a new chain at height 0.
         match std::fs::metadata(path) {
@@ -103,7 +112,7 @@ impl Store {
             }
         }
         let db = Builder::new()
-            .set_cache_size(STORE_CACHE_BYTES)
+            .set_cache_size(cache_bytes)
             .set_check_integrity_on_open(true)
             .create(path)
             .map_err(|source| match source {

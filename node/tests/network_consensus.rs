@@ -4,6 +4,7 @@
 //! Each test starts its own network on ports from the OS; the tests in this file run one at a
 //! time (a shared lock), so a 2-core CI machine runs one network at a time.
 
+use ipledger_genesis::StoreConfig;
 use ipledger_node::admission;
 use ipledger_node::consensus::app::Committed;
 use ipledger_node::runner::{start, NodeHandle, NodeSetup};
@@ -20,15 +21,11 @@ static ONE_NETWORK_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const
 /// Generous: a loaded 2-core machine may be slow, and a condition is polled, never slept on.
 const DEADLINE: Duration = Duration::from_secs(120);
 
-/// A port free for both TCP (consensus) and UDP (transaction gossip, QUIC).
+/// A port free for both TCP and UDP (consensus and transaction gossip use one each), outside the
+/// kernel's ephemeral range so that no outgoing socket takes it before its node binds it.
 fn free_port() -> u16 {
-    loop {
-        let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = tcp.local_addr().expect("addr").port();
-        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
+    let localhost = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+    ipledger_genesis::ports::free_ports(localhost, 1).expect("a free port")[0]
 }
 
 /// Set `IPLEDGER_TEST_LOG=info` (or debug, or a filter) to see the nodes' logs.
@@ -111,6 +108,7 @@ impl Network {
             genesis: self.genesis.clone(),
             node_key: Arc::new(test_key(&format!("{name}/node"))),
             data_dir: self.dirs[index].path().to_path_buf(),
+            store_cache_bytes: StoreConfig::default().cache_bytes(),
             listen_addr: format!("/ip4/127.0.0.1/tcp/{}", self.ports[index]),
             peers: self
                 .validator_peers()
@@ -144,6 +142,7 @@ impl Network {
             genesis: self.genesis.clone(),
             node_key: Arc::new(test_key(&format!("{name}/node"))),
             data_dir: dir.path().to_path_buf(),
+            store_cache_bytes: StoreConfig::default().cache_bytes(),
             listen_addr: format!("/ip4/127.0.0.1/tcp/{port}"),
             peers: self.validator_peers(),
             validator: true,

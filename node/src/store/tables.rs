@@ -17,10 +17,6 @@ use serde::{Deserialize, Serialize};
 /// The layout version this build writes and reads; stored under [`META_FORMAT`].
 pub const STORE_FORMAT_VERSION: u32 = 1;
 
-/// redb's page cache for one store. Reads of the state tree's upper nodes and of recent blocks
-/// should hit it; a validator runs one store, so a quarter GiB is a small share of a node.
-pub const STORE_CACHE_BYTES: usize = 256 * 1024 * 1024;
-
 /// Whether block commits use redb's two-phase commit (fsync the data and the new commit slot,
 /// then flip and fsync the slot selector). With it, redb refuses a file whose newest commit does
 /// not verify ("Primary is corrupted despite 2-phase commit"); with one-phase commit, recovery
