@@ -717,16 +717,6 @@ fn error_code(content_type: &str, body: &[u8]) -> Option<String> {
     (top.len() == 1 && error.len() == 2).then(|| code.to_owned())
 }
 
-/// Whether an answer is axum's own plain-text refusal of a path segment whose percent-encoding
-/// is not UTF-8 (`GET /v1/transactions/%ce`: `Invalid URL: Invalid UTF-8 in `id``): the one
-/// refusal the fuzzer found that is not the API's JSON error object, because the handlers take
-/// `Path<String>` without mapping its rejection. Tolerated so that the fuzzer can look past it;
-/// kept as `fuzz/corpus/http_request/regression_path_invalid_utf8`, and to be removed once the
-/// routes answer it with `invalid_parameter` (docs/RELIABILITY.md, "Hostile input: fuzzing").
-fn axum_path_rejection(content_type: &str, body: &[u8]) -> bool {
-    content_type.starts_with("text/plain") && body.starts_with(b"Invalid URL: Invalid UTF-8 in `")
-}
-
 /// A request to the HTTP API (method, path and query, `Content-Type`, body; see
 /// [`http_request_bytes`]), sent to the node's real router over a store with a small chain:
 /// no panic; never a server failure (500); every refusal a 4xx (or 503 `shutting_down` for a
@@ -765,7 +755,6 @@ pub fn http_request(data: &[u8]) {
                 );
             }
         }
-        400 if axum_path_rejection(&content_type, &body) => {}
         400..=499 => {
             assert!(
                 error_code(&content_type, &body).is_some(),

@@ -189,6 +189,32 @@ async fn bad_parameters_answer_400() {
     }
 }
 
+/// A path segment whose percent-encoding is not UTF-8 (found by the `http_request` fuzz target)
+/// gets the API's JSON error on every route, not axum's plain-text refusal.
+#[tokio::test]
+async fn a_path_segment_that_is_not_utf8_answers_400_invalid_parameter() {
+    let harness = Harness::busy();
+    for route in [
+        "/v1/transactions/{}",
+        "/v1/transactions/{}/receipt",
+        "/v1/blocks/{}",
+        "/v1/headers/{}",
+        "/v1/state/{}",
+        "/v1/works/{}",
+        "/v1/assets/{}",
+        "/v1/pledges/{}",
+        "/v1/evidence/{}",
+        "/v1/parties/{}",
+    ] {
+        let uri = route.replace("{}", "%ce");
+        let (status, answer) = harness.get(&uri).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {answer}");
+        assert_eq!(code(&answer), "invalid_parameter", "{uri}: {answer}");
+        let message = answer["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("UTF-8"), "{uri}: {message}");
+    }
+}
+
 #[tokio::test]
 async fn blocks_and_certified_headers() {
     let harness = Harness::busy();

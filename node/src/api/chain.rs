@@ -1,11 +1,11 @@
 //! Blocks, certified headers and the node's status.
 
-use super::error::ApiError;
+use super::error::{ApiError, PathParam};
 use super::{blocking, ApiState};
 use crate::mempool::MEMPOOL_TXS_MAX;
 use crate::runner::NetworkView;
 use crate::store::Snapshot;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use ledger_core::block::{Block, CommitCertificate};
@@ -95,7 +95,7 @@ pub struct PeerStatus {
 /// `GET /v1/blocks/{height}`: the block with its hash and certificate.
 pub(super) async fn block(
     State(state): State<ApiState>,
-    Path(height): Path<String>,
+    PathParam(height): PathParam,
 ) -> Result<Response, ApiError> {
     let height = parse_height(&height)?;
     blocking(move || {
@@ -121,7 +121,7 @@ pub(super) async fn block(
 /// `GET /v1/headers/{height}`: the header with its commit certificate.
 pub(super) async fn header(
     State(state): State<ApiState>,
-    Path(height): Path<String>,
+    PathParam(height): PathParam,
 ) -> Result<Response, ApiError> {
     let height = parse_height(&height)?;
     blocking(move || {

@@ -4,6 +4,8 @@
 use super::RETRY_AFTER_SECS;
 use crate::admission::AdmitError;
 use crate::store::StoreError;
+use axum::extract::{FromRequestParts, Path};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::BoxError;
@@ -125,4 +127,21 @@ pub(super) async fn method_not_allowed(method: axum::http::Method) -> ApiError {
         "method_not_allowed",
         format!("this route does not serve {method}; see /openapi.json"),
     )
+}
+
+/// A route's one path parameter, as text. It replaces axum's `Path<String>` because axum answers
+/// a segment it cannot decode (percent-encoding that is not UTF-8, as in `/v1/transactions/%ce`)
+/// with its own plain-text 400; every API error must be the JSON error object, so the refusal
+/// becomes `invalid_parameter` here.
+pub struct PathParam(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathParam {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<PathParam, ApiError> {
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(PathParam(value)),
+            Err(rejection) => Err(ApiError::invalid_parameter(rejection.body_text())),
+        }
+    }
 }

@@ -6,10 +6,10 @@
 //! `value` is for reading; only `value_hex` is proven.
 
 use super::chain::certified_header;
-use super::error::ApiError;
+use super::error::{ApiError, PathParam};
 use super::transactions::parse_digest;
 use super::{blocking, ApiState};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -50,7 +50,7 @@ pub struct StateAnswer {
 /// `GET /v1/state/{key}`: any state key, as hex of its canonical encoding.
 pub(super) async fn state_by_key(
     State(state): State<ApiState>,
-    Path(key): Path<String>,
+    PathParam(key): PathParam,
 ) -> Result<Response, ApiError> {
     let bytes = hex::decode(&key).map_err(|_| {
         ApiError::invalid_parameter("the state key must be hex of an encoded StateKey")
@@ -63,7 +63,7 @@ pub(super) async fn state_by_key(
 /// `GET /v1/works/{content_hash}`: the asset record of a copyright work.
 pub(super) async fn work(
     State(state): State<ApiState>,
-    Path(content_hash): Path<String>,
+    PathParam(content_hash): PathParam,
 ) -> Result<Response, ApiError> {
     let content_hash = parse_digest(&content_hash, "a content hash")?;
     prove(state, StateKey::Asset(AssetId::Work { content_hash })).await
@@ -72,7 +72,7 @@ pub(super) async fn work(
 /// `GET /v1/assets/{asset}`: an asset record by the asset's text form.
 pub(super) async fn asset(
     State(state): State<ApiState>,
-    Path(asset): Path<String>,
+    PathParam(asset): PathParam,
 ) -> Result<Response, ApiError> {
     let asset = asset
         .parse::<ledger_core::types::AssetId>()
@@ -83,7 +83,7 @@ pub(super) async fn asset(
 /// `GET /v1/pledges/{id}`: a pledge record by its registration transaction id.
 pub(super) async fn pledge(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
 ) -> Result<Response, ApiError> {
     let id: TxId = parse_digest(&id, "a pledge id")?;
     prove(state, StateKey::Pledge(id)).await
@@ -92,7 +92,7 @@ pub(super) async fn pledge(
 /// `GET /v1/evidence/{hash}`: an evidence record by the evidence's hash.
 pub(super) async fn evidence(
     State(state): State<ApiState>,
-    Path(hash): Path<String>,
+    PathParam(hash): PathParam,
 ) -> Result<Response, ApiError> {
     let hash: Digest = parse_digest(&hash, "an evidence hash")?;
     prove(state, StateKey::Evidence(hash)).await
@@ -101,7 +101,7 @@ pub(super) async fn evidence(
 /// `GET /v1/parties/{id}`: a party record.
 pub(super) async fn party(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
 ) -> Result<Response, ApiError> {
     let party = PartyId(id);
     if !party.is_well_formed() {

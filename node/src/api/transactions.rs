@@ -1,13 +1,13 @@
 //! Submitting transactions, waiting for their commit, and finding them afterwards.
 
-use super::error::ApiError;
+use super::error::{ApiError, PathParam};
 use super::{blocking, ApiState, WAIT_TIMEOUT_DEFAULT, WAIT_TIMEOUT_MAX};
 use crate::admission::{self, check_against_head, AdmitError};
 use crate::consensus::app::Committed;
 use crate::store::TxLocation;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -314,7 +314,7 @@ impl super::Inner {
 /// `GET /v1/transactions/{id}`: committed (with its location) or pending; 404 if neither.
 pub(super) async fn transaction(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
 ) -> Result<Response, ApiError> {
     let id = parse_tx_id(&id)?;
     blocking(move || {
@@ -336,7 +336,7 @@ pub(super) async fn transaction(
 /// the genesis alone.
 pub(super) async fn receipt(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
 ) -> Result<Response, ApiError> {
     let id = parse_tx_id(&id)?;
     blocking(move || match state.store().receipt(&id)? {
