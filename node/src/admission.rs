@@ -12,11 +12,13 @@
 
 use crate::mempool::{Mempool, MempoolError, MEMPOOL_TXS_MAX};
 use crate::store::{Store, StoreError};
+use ledger_core::crypto::Digest;
 use ledger_core::genesis::Genesis;
 use ledger_core::rejection::{Rejection, TxError};
 use ledger_core::rules::{apply_tx, prune_expired_ids, BlockContext, VerifiedTx};
 use ledger_core::state::{ledger_head, Overlay};
 use ledger_core::tx::{SignedTx, TxId, TX_BYTES_MAX};
+use std::collections::hash_map::{Entry, HashMap};
 use std::sync::Mutex;
 
 /// Why a transaction was not admitted.
@@ -84,9 +86,16 @@ pub fn admit(
         .expect("one answer per transaction")
 }
 
-/// [`admit`] for many transactions at once (a gossip batch): signatures are checked in one
-/// batch and the rules read one snapshot of the head state. Each transaction is judged on its
-/// own, against the head, as if it were the only one; the answers are in input order.
+/// [`admit`] for many transactions at once (a batch submission or a gossip batch): signatures
+/// are checked in one batch ([`VerifiedTx::verify_many`], the same ZIP-215 rule as a single
+/// check) and the rules read one snapshot of the head state, pruned of expired ids once. Each
+/// transaction is judged on its own, against the head, as if it were the only one; the answers
+/// are in input order.
+///
+/// A transaction repeated in `txs` with exactly the same signed bytes is checked once: a repeat
+/// of an admitted one answers [`AdmitError::Duplicate`] (as a second submission would), a repeat
+/// of a refused one gets the same refusal. The same id with other signatures is checked on its
+/// own.
 pub fn admit_many(
     store: &Store,
     genesis: &Genesis,
@@ -95,52 +104,119 @@ pub fn admit_many(
     now_ms: u64,
 ) -> Vec<Result<TxId, AdmitError>> {
     let count = txs.len();
+    // What becomes of each input: answered by a cheap check, checked in full (index into
+    // `to_verify`), or a repeat of an earlier input.
+    enum Plan {
+        Answered(Result<TxId, AdmitError>),
+        Check(usize),
+        RepeatOf(usize),
+    }
     // Cheap refusals first, so that spam costs no signature checks or state reads.
-    let mut answers: Vec<Option<Result<TxId, AdmitError>>> = Vec::with_capacity(count);
+    let mut plans: Vec<Plan> = Vec::with_capacity(count);
     let mut to_verify = Vec::new();
+    let mut hashes: Vec<Digest> = Vec::new();
+    let mut first_of: HashMap<Digest, usize> = HashMap::new();
     {
         let pool = lock(mempool);
-        for tx in txs {
+        for (index, tx) in txs.into_iter().enumerate() {
             match cheap_checks(&pool, genesis, &tx) {
-                Ok(()) => {
-                    answers.push(None);
-                    to_verify.push(tx);
-                }
-                Err(error) => answers.push(Some(Err(error))),
+                Ok(hash) => match first_of.entry(hash) {
+                    Entry::Occupied(first) => plans.push(Plan::RepeatOf(*first.get())),
+                    Entry::Vacant(vacant) => {
+                        vacant.insert(index);
+                        plans.push(Plan::Check(to_verify.len()));
+                        to_verify.push(tx);
+                        hashes.push(hash);
+                    }
+                },
+                Err(error) => plans.push(Plan::Answered(Err(error))),
             }
         }
     }
-    let mut verified = VerifiedTx::verify_many(to_verify).into_iter();
-    let head = HeadCheck::open(store, now_ms);
-    let answers: Vec<Result<TxId, AdmitError>> = answers
-        .into_iter()
-        .map(|answer| {
-            answer.unwrap_or_else(|| {
-                let vtx = verified
-                    .next()
-                    .expect("one verdict per verified transaction")?;
-                match &head {
-                    Ok(head) => head.check(&vtx)?,
-                    // Opening again yields this transaction its own copy of the storage error.
-                    Err(_) => check_against_head(store, &vtx, now_ms)?,
-                }
-                let id = vtx.id();
-                lock(mempool).insert(vtx).map_err(|error| match error {
-                    MempoolError::Full => AdmitError::MempoolFull,
-                    MempoolError::Duplicate(id) => AdmitError::Duplicate(id),
-                })?;
-                Ok(id)
-            })
-        })
-        .collect();
+    let verified = VerifiedTx::verify_many(to_verify);
+    let checked = check_and_pool(store, mempool, verified, hashes, now_ms);
+    let mut checked: Vec<Option<Result<TxId, AdmitError>>> =
+        checked.into_iter().map(Some).collect();
+    let mut answers: Vec<Result<TxId, AdmitError>> = Vec::with_capacity(count);
+    for plan in plans {
+        let answer = match plan {
+            Plan::Answered(answer) => answer,
+            Plan::Check(k) => checked[k].take().expect("each check answers one input"),
+            Plan::RepeatOf(first) => repeat(&answers[first]),
+        };
+        answers.push(answer);
+    }
     assert_eq!(answers.len(), count, "one answer per transaction");
     answers
 }
 
+/// The answer for a repeat, in the same batch, of a transaction answered `first`.
+fn repeat(first: &Result<TxId, AdmitError>) -> Result<TxId, AdmitError> {
+    Err(match first {
+        Ok(id) | Err(AdmitError::Duplicate(id)) => AdmitError::Duplicate(*id),
+        Err(AdmitError::Rejected(rejection)) => AdmitError::Rejected(rejection.clone()),
+        Err(AdmitError::Malformed(message)) => AdmitError::Malformed(message.clone()),
+        Err(AdmitError::TooLarge { len, max }) => AdmitError::TooLarge {
+            len: *len,
+            max: *max,
+        },
+        Err(AdmitError::MempoolFull) => AdmitError::MempoolFull,
+        // The store's error is not cloneable; the copy carries its message.
+        Err(AdmitError::Storage(error)) => AdmitError::Storage(StoreError::Io {
+            context: "checking the first copy of this transaction in its batch".into(),
+            source: std::io::Error::other(error.to_string()),
+        }),
+    })
+}
+
+/// Checks verified transactions against one pruned snapshot of the head and pools those that
+/// pass, under one mempool lock. `hashes[k]` is the signed hash of the `k`th.
+fn check_and_pool(
+    store: &Store,
+    mempool: &Mutex<Mempool>,
+    verified: Vec<Result<VerifiedTx, Rejection>>,
+    hashes: Vec<Digest>,
+    now_ms: u64,
+) -> Vec<Result<TxId, AdmitError>> {
+    let mut passed: Vec<Result<(VerifiedTx, Digest), AdmitError>> =
+        Vec::with_capacity(verified.len());
+    let check_all = |pruned: Option<&Pruned<'_>>| {
+        for (vtx, hash) in verified.into_iter().zip(hashes) {
+            passed.push(vtx.map_err(AdmitError::Rejected).and_then(|vtx| {
+                match pruned {
+                    Some(checker) => checker.check(&vtx),
+                    // The head could not be read: checking again yields each transaction its
+                    // own copy of the storage error.
+                    None => check_against_head(store, &vtx, now_ms),
+                }
+                .map(|()| (vtx, hash))
+            }));
+        }
+    };
+    match HeadCheck::open(store, now_ms) {
+        Ok(head) => head.with_pruned(|pruned| check_all(pruned.ok())),
+        Err(_) => check_all(None),
+    }
+    let mut pool = lock(mempool);
+    passed
+        .into_iter()
+        .map(|passed| {
+            let (vtx, hash) = passed?;
+            let id = vtx.id();
+            pool.insert_hashed(vtx, hash).map_err(|error| match error {
+                MempoolError::Full => AdmitError::MempoolFull,
+                MempoolError::Duplicate(id) => AdmitError::Duplicate(id),
+            })?;
+            Ok(id)
+        })
+        .collect()
+}
+
 /// The refusals that need neither signatures nor state: size, a pending duplicate, a full
-/// pool, another chain.
-fn cheap_checks(pool: &Mempool, genesis: &Genesis, tx: &SignedTx) -> Result<(), AdmitError> {
-    let len = tx.encode().len();
+/// pool, another chain. Returns the transaction's signed hash ([`crate::mempool::signed_hash`]).
+fn cheap_checks(pool: &Mempool, genesis: &Genesis, tx: &SignedTx) -> Result<Digest, AdmitError> {
+    let encoded = tx.encode();
+    let len = encoded.len();
     if len > TX_BYTES_MAX {
         return Err(AdmitError::TooLarge {
             len,
@@ -161,7 +237,7 @@ fn cheap_checks(pool: &Mempool, genesis: &Genesis, tx: &SignedTx) -> Result<(), 
         }
         .into());
     }
-    Ok(())
+    Ok(Digest::sha256(&encoded))
 }
 
 /// Applies the rules to `vtx` against the head state, at the next height and the block time a
@@ -178,6 +254,14 @@ struct HeadCheck {
     now_ms: u64,
 }
 
+/// The head state with the next block's expired ids pruned, and the next block's context: each
+/// transaction is applied on its own scratch overlay over it.
+struct Pruned<'a> {
+    base: Overlay<'a>,
+    ctx: BlockContext,
+    head: u64,
+}
+
 impl HeadCheck {
     fn open(store: &Store, now_ms: u64) -> Result<HeadCheck, StoreError> {
         let snapshot = store.snapshot()?;
@@ -189,25 +273,53 @@ impl HeadCheck {
         })
     }
 
-    fn check(&self, vtx: &VerifiedTx) -> Result<(), AdmitError> {
+    /// Runs `work` with the head state pruned as the next block would prune it, at the next
+    /// height and the block time a proposer would choose at `now_ms` (never before the head's
+    /// time plus one millisecond). Pruning happens once, however many transactions are checked.
+    fn with_pruned<T>(&self, work: impl FnOnce(Result<&Pruned<'_>, AdmitError>) -> T) -> T {
         let head = self.head;
         let state = self.snapshot.state(head);
         let storage = |error| StoreError::State {
             version: head,
             error,
         };
-        let mut overlay = Overlay::new(&state);
-        let head_time = ledger_head(&overlay).map_err(storage)?.time_ms;
-        let ctx = BlockContext {
-            height: head + 1,
-            time_ms: self.now_ms.max(head_time + 1),
-        };
-        let outcome = prune_expired_ids(&mut overlay, ctx.height)
-            .and_then(|()| apply_tx(&mut overlay, ctx, vtx));
-        match outcome {
+        let mut base = Overlay::new(&state);
+        let pruned = ledger_head(&base)
+            .map_err(|error| AdmitError::from(storage(error)))
+            .and_then(|head_record| {
+                let ctx = BlockContext {
+                    height: head + 1,
+                    time_ms: self.now_ms.max(head_record.time_ms + 1),
+                };
+                match prune_expired_ids(&mut base, ctx.height) {
+                    Ok(()) => Ok(ctx),
+                    Err(TxError::Rejected(rejection)) => Err(AdmitError::Rejected(rejection)),
+                    Err(TxError::Storage(error)) => Err(storage(error).into()),
+                }
+            });
+        match pruned {
+            Ok(ctx) => work(Ok(&Pruned { base, ctx, head })),
+            Err(error) => work(Err(error)),
+        }
+    }
+
+    fn check(&self, vtx: &VerifiedTx) -> Result<(), AdmitError> {
+        self.with_pruned(|pruned| pruned?.check(vtx))
+    }
+}
+
+impl Pruned<'_> {
+    /// Applies the rules to `vtx` on a scratch overlay that is dropped.
+    fn check(&self, vtx: &VerifiedTx) -> Result<(), AdmitError> {
+        let mut scratch = Overlay::new(&self.base);
+        match apply_tx(&mut scratch, self.ctx, vtx) {
             Ok(()) => Ok(()),
             Err(TxError::Rejected(rejection)) => Err(AdmitError::Rejected(rejection)),
-            Err(TxError::Storage(error)) => Err(storage(error).into()),
+            Err(TxError::Storage(error)) => Err(StoreError::State {
+                version: self.head,
+                error,
+            }
+            .into()),
         }
     }
 }

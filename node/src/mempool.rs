@@ -46,6 +46,18 @@ pub struct Mempool {
 impl Mempool {
     /// Adds a checked transaction.
     pub fn insert(&mut self, vtx: VerifiedTx) -> Result<(), MempoolError> {
+        let signed_hash = signed_hash(vtx.tx());
+        self.insert_hashed(vtx, signed_hash)
+    }
+
+    /// [`Mempool::insert`] for a caller that has already computed `signed_hash` of the
+    /// transaction (admission does, to find repeats within a batch).
+    pub fn insert_hashed(
+        &mut self,
+        vtx: VerifiedTx,
+        signed_hash: Digest,
+    ) -> Result<(), MempoolError> {
+        debug_assert_eq!(signed_hash, self::signed_hash(vtx.tx()));
         let id = vtx.id();
         if self.entries.contains_key(&id) {
             return Err(MempoolError::Duplicate(id));
@@ -53,7 +65,6 @@ impl Mempool {
         if self.order.len() >= MEMPOOL_TXS_MAX {
             return Err(MempoolError::Full);
         }
-        let signed_hash = signed_hash(vtx.tx());
         self.entries.insert(id, Entry { vtx, signed_hash });
         self.order.push_back(id);
         debug_assert_eq!(self.entries.len(), self.order.len());

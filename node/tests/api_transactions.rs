@@ -1,5 +1,5 @@
-//! `POST /v1/transactions`, `GET /v1/transactions/{id}` and `/receipt`, over a real store, with
-//! requests sent to the router in memory.
+//! `POST /v1/transactions`, `POST /v1/transactions/batch`, `GET /v1/transactions/{id}` and
+//! `/receipt`, over a real store, with requests sent to the router in memory.
 
 mod api_common;
 mod store_common;
@@ -11,7 +11,8 @@ use ipledger_node::mempool::Mempool;
 use ledger_core::crypto::{Digest, Signature};
 use ledger_core::receipt::{verify_receipt, Receipt};
 use ledger_core::rules::VerifiedTx;
-use ledger_core::tx::{Action, SignedTx, TxBody, TX_BYTES_MAX};
+use ledger_core::tx::{Action, SignedTx, TxBody, TxId, TX_BYTES_MAX};
+use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -386,4 +387,317 @@ async fn load_beyond_the_request_limit_is_shed_with_503_busy() {
     }
     let (status, _) = call(router(state), Method::GET, "/v1/status", None).await;
     assert_eq!(status, StatusCode::OK, "slots are released");
+}
+
+/// `POST /v1/transactions/batch` with `txs` as a JSON array, after `query`.
+async fn submit_batch(harness: &Harness, txs: &[SignedTx], query: &str) -> (StatusCode, Value) {
+    let body = serde_json::to_vec(txs).unwrap();
+    harness
+        .call(
+            Method::POST,
+            &format!("/v1/transactions/batch{query}"),
+            Some(body),
+        )
+        .await
+}
+
+/// The batch answer's results as (http_status, answer) pairs.
+fn batch_results(body: &Value) -> Vec<(u16, Value)> {
+    body["results"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not a batch answer: {body}"))
+        .iter()
+        .map(|item| {
+            (
+                item["http_status"].as_u64().expect("http_status") as u16,
+                item["answer"].clone(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_good_batch_is_admitted_and_each_transaction_answered_as_the_single_route_would() {
+    let mut harness = Harness::busy();
+    let txs: Vec<SignedTx> = (0..20)
+        .map(|n| register_work(&mut harness.chain, &format!("batch-{n}"), "bob"))
+        .collect();
+    let (status, body) = submit_batch(&harness, &txs, "").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let results = batch_results(&body);
+    assert_eq!(results.len(), txs.len());
+    for (tx, (status, answer)) in txs.iter().zip(&results) {
+        assert_eq!(*status, 202, "{answer}");
+        assert_eq!(
+            *answer,
+            serde_json::json!({"id": tx.id().to_string(), "status": "pending"})
+        );
+        assert!(harness.pooled(&tx.id()));
+    }
+    // In the mempool in the order sent.
+    let pooled: Vec<TxId> = harness
+        .mempool
+        .lock()
+        .unwrap()
+        .iter()
+        .map(VerifiedTx::id)
+        .collect();
+    assert_eq!(pooled, txs.iter().map(SignedTx::id).collect::<Vec<_>>());
+    // Each transaction answers the single route as it was admitted.
+    let (status, answer) = harness.submit(&txs[7], "").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let (_, _, metrics) = call_raw(harness.router(), Method::GET, "/metrics", None).await;
+    let metrics = String::from_utf8(metrics).unwrap();
+    assert!(
+        metrics.contains("ipledger_transactions_admitted_total 20"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn one_bad_signature_or_malformed_element_refuses_only_that_transaction() {
+    let mut harness = Harness::busy();
+    let mut txs: Vec<SignedTx> = (0..10)
+        .map(|n| register_work(&mut harness.chain, &format!("mixed-{n}"), "alice"))
+        .collect();
+    let Signature::Ed25519(bytes) = &mut txs[3].signatures[0].signature;
+    bytes[10] ^= 0x40;
+    // A rule refusal too: "film" is bob's already.
+    txs[6] = register_work(&mut harness.chain, "film", "alice");
+    let (status, body) = submit_batch(&harness, &txs, "").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let results = batch_results(&body);
+    for (n, (tx, (status, answer))) in txs.iter().zip(&results).enumerate() {
+        match n {
+            3 => {
+                assert_eq!(*status, 422, "{answer}");
+                assert_eq!(code(answer), "bad_signature");
+                assert!(!harness.pooled(&tx.id()));
+            }
+            6 => {
+                assert_eq!(*status, 422, "{answer}");
+                assert_eq!(code(answer), "work_already_registered");
+                assert!(!harness.pooled(&tx.id()));
+            }
+            _ => {
+                assert_eq!(*status, 202, "{n}: {answer}");
+                assert!(harness.pooled(&tx.id()));
+            }
+        }
+    }
+    assert_eq!(harness.mempool.lock().unwrap().len(), 8);
+
+    // An element that is not a transaction is refused on its own, as the single route would.
+    let good = register_work(&mut harness.chain, "after-junk", "bob");
+    let mut elements = vec![serde_json::to_value(&good).unwrap()];
+    elements.push(serde_json::json!({"body": 1, "signatures": []}));
+    elements.push(serde_json::json!("not a transaction"));
+    let (status, body) = harness
+        .call(
+            Method::POST,
+            "/v1/transactions/batch",
+            Some(serde_json::to_vec(&elements).unwrap()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let results = batch_results(&body);
+    assert_eq!(results[0].0, 202, "{body}");
+    for (status, answer) in &results[1..] {
+        assert_eq!(*status, 400, "{answer}");
+        assert_eq!(code(answer), "malformed_request");
+    }
+    assert!(harness.pooled(&good.id()));
+}
+
+#[tokio::test]
+async fn duplicates_in_a_batch_and_of_pending_or_committed_transactions() {
+    let mut harness = Harness::busy();
+    let pending = register_work(&mut harness.chain, "already-pending", "bob");
+    assert_eq!(harness.submit(&pending, "").await.0, StatusCode::ACCEPTED);
+    let fresh = register_work(&mut harness.chain, "twice", "bob");
+    let committed = harness.chain.blocks[0].txs[1].clone();
+    // The same id with a bad signature first and the good one after: the good one is admitted.
+    let mut forged = register_work(&mut harness.chain, "forged-first", "alice");
+    let good = forged.clone();
+    let Signature::Ed25519(bytes) = &mut forged.signatures[0].signature;
+    bytes[0] ^= 1;
+    let batch = vec![
+        fresh.clone(),
+        pending.clone(),
+        fresh.clone(),
+        committed.clone(),
+        forged.clone(),
+        forged,
+        good.clone(),
+    ];
+    let (status, body) = submit_batch(&harness, &batch, "").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let results = batch_results(&body);
+    let pending_answer =
+        |tx: &SignedTx| serde_json::json!({"id": tx.id().to_string(), "status": "pending"});
+    assert_eq!(results[0], (202, pending_answer(&fresh)));
+    assert_eq!(results[1], (202, pending_answer(&pending)));
+    assert_eq!(results[2], (202, pending_answer(&fresh)));
+    assert_eq!(results[3].0, 422, "{body}");
+    assert_eq!(code(&results[3].1), "already_committed");
+    for forged in &results[4..6] {
+        assert_eq!(forged.0, 422, "{body}");
+        assert_eq!(code(&forged.1), "bad_signature");
+    }
+    assert_eq!(results[6], (202, pending_answer(&good)));
+    assert_eq!(harness.mempool.lock().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn oversize_empty_and_non_array_batches_are_refused_whole() {
+    use ipledger_node::api::BATCH_TXS_MAX;
+    let mut harness = Harness::busy();
+    // One transaction too many: refused before any is admitted.
+    let tx = register_work(&mut harness.chain, "many", "bob");
+    let too_many = vec![tx.clone(); BATCH_TXS_MAX + 1];
+    let (status, answer) = submit_batch(&harness, &too_many, "").await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
+    assert_eq!(code(&answer), "too_large");
+    assert!(answer["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains(&BATCH_TXS_MAX.to_string()));
+    // Many tiny elements are counted the same way.
+    let tiny = format!("[{}0]", "0,".repeat(BATCH_TXS_MAX));
+    let (status, answer) = harness
+        .call(
+            Method::POST,
+            "/v1/transactions/batch",
+            Some(tiny.into_bytes()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
+    assert_eq!(code(&answer), "too_large");
+    assert!(harness.mempool.lock().unwrap().is_empty());
+    // A body past the limit.
+    let body = vec![b' '; BODY_BYTES_MAX + 1];
+    let (status, answer) = harness
+        .call(Method::POST, "/v1/transactions/batch", Some(body))
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
+    assert_eq!(code(&answer), "too_large");
+    // Exactly the limit is fine.
+    let full: Vec<SignedTx> = (0..BATCH_TXS_MAX)
+        .map(|n| register_work(&mut harness.chain, &format!("full-{n}"), "bob"))
+        .collect();
+    let (status, body) = submit_batch(&harness, &full, "").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(batch_results(&body)
+        .iter()
+        .all(|(status, _)| *status == 202));
+    // Not an array, an empty array, a bad query.
+    for body in [&b"{}"[..], b"[", b"[]", b"7"] {
+        let (status, answer) = harness
+            .call(Method::POST, "/v1/transactions/batch", Some(body.to_vec()))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+        assert_eq!(code(&answer), "malformed_request");
+    }
+    let (status, answer) = submit_batch(&harness, &[tx], "?timeout_ms=1&wait=yes").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(code(&answer), "invalid_parameter");
+}
+
+#[tokio::test]
+async fn a_waiting_batch_answers_each_transaction_when_committed_dropped_or_timed_out() {
+    let mut harness = Harness::busy();
+    let first = register_work(&mut harness.chain, "wait-1", "bob");
+    let second = register_work(&mut harness.chain, "wait-2", "bob");
+    let contested = register_work(&mut harness.chain, "wait-contested", "bob");
+    let refused = register_work(&mut harness.chain, "song", "bob");
+    let batch = vec![first.clone(), second.clone(), contested.clone(), refused];
+    let request = tokio::spawn(call(
+        harness.router(),
+        Method::POST,
+        "/v1/transactions/batch?wait=true&timeout_ms=60000",
+        Some(serde_json::to_vec(&batch).unwrap()),
+    ));
+    while !harness.pooled(&contested.id()) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // One block holds the first; alice's copy of the contested work beats bob's.
+    let theirs = register_work(&mut harness.chain, "wait-contested", "alice");
+    assert!(harness
+        .chain
+        .commit(vec![first.clone(), theirs.clone()])
+        .iter()
+        .all(Result::is_ok));
+    harness.commit_next();
+    harness
+        .mempool
+        .lock()
+        .unwrap()
+        .remove(&[first.id(), contested.id()].into());
+    harness
+        .committed
+        .send(Committed {
+            height: 4,
+            tx_ids: Arc::new(vec![first.id(), theirs.id()]),
+        })
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!request.is_finished(), "the second is still pending");
+    assert!(harness.chain.commit(vec![second.clone()])[0].is_ok());
+    harness.commit_next();
+    harness
+        .mempool
+        .lock()
+        .unwrap()
+        .remove(&[second.id()].into());
+    harness
+        .committed
+        .send(Committed {
+            height: 5,
+            tx_ids: Arc::new(vec![second.id()]),
+        })
+        .unwrap();
+    let (status, body) = tokio::time::timeout(Duration::from_secs(10), request)
+        .await
+        .expect("the wait ends")
+        .unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let results = batch_results(&body);
+    assert_eq!(
+        results[0],
+        (
+            200,
+            serde_json::json!({"id": first.id().to_string(), "status": "committed",
+                               "height": 4, "index_in_block": 0, "ledger_index": 8})
+        )
+    );
+    assert_eq!(
+        results[1],
+        (
+            200,
+            serde_json::json!({"id": second.id().to_string(), "status": "committed",
+                               "height": 5, "index_in_block": 0, "ledger_index": 10})
+        )
+    );
+    assert_eq!(results[2].0, 422, "{body}");
+    assert_eq!(code(&results[2].1), "work_already_registered");
+    assert_eq!(results[3].0, 422, "{body}");
+    assert_eq!(code(&results[3].1), "work_already_registered");
+
+    // A batch whose wait times out answers its pending transactions 504 pending.
+    let slow = register_work(&mut harness.chain, "wait-slow", "bob");
+    let (status, body) = submit_batch(
+        &harness,
+        std::slice::from_ref(&slow),
+        "?wait=true&timeout_ms=100",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        batch_results(&body),
+        vec![(
+            504,
+            serde_json::json!({"id": slow.id().to_string(), "status": "pending"})
+        )]
+    );
+    assert!(harness.pooled(&slow.id()));
 }

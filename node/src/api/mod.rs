@@ -55,7 +55,7 @@ pub use error::ApiError;
 pub use metrics::METRICS_CONTENT_TYPE;
 pub use openapi::OPENAPI_JSON;
 pub use state_query::StateAnswer;
-pub use transactions::{TxState, TxStatus};
+pub use transactions::{TxState, TxStatus, BATCH_TXS_MAX};
 
 use crate::consensus::app::Committed;
 use crate::mempool::Mempool;
@@ -321,6 +321,10 @@ fn route_table() -> Vec<RouteEntry> {
         RouteEntry {
             timeout: SUBMIT_TIMEOUT,
             ..entry(Method::POST, "/v1/transactions", submit)
+        },
+        RouteEntry {
+            timeout: SUBMIT_TIMEOUT,
+            ..entry(Method::POST, "/v1/transactions/batch", submit_batch)
         },
         entry(get(), "/v1/transactions/{id}", transaction),
         entry(get(), "/v1/transactions/{id}/receipt", receipt),

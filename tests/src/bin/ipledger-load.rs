@@ -1,23 +1,35 @@
 //! A load generator for a running local network (run by hand, not in CI):
 //!
-//!   ipledger-load DIR [--txs N] [--concurrency C] [--parties P]
+//!   ipledger-load DIR [--txs N] [--batch B] [--concurrency C] [--parties P]
 //!
 //! Issue 6's fixed mix from P parties (default 10,000): 60 % evidence attestations (by the
 //! organisations), 25 % work registrations, 10 % transfers of a work between parties, 5 % pledges
 //! signed by owner, bank and trading center. Setup, timed apart and not counted: the trading
 //! center enrols the P parties, and the works that the transfers and pledges move are
-//! registered. Then N transactions (default 5,000) of the mix are submitted, spread over the
-//! nodes in rotation, with at most C (default 512) in flight, each waiting for its commit
-//! (`?wait=true`). Prints committed transactions and signatures per second, submit-to-commit
-//! latency (p50, p99, max), each node's peak memory and stored bytes per committed transaction,
-//! and, measured in the same run on this machine, raw Ed25519 single and batch verifications
-//! per second with the ratio of committed tx/s to the batch limit for the validators sharing the
-//! machine. Every submission must commit: a refusal fails the run.
+//! registered. Then N transactions (default 5,000) of the mix are submitted.
+//!
+//! Every transaction is signed before its phase's clock starts (a real load's clients sign on
+//! their own machines; here they would compete with the nodes for the same cores). They are
+//! sent in batches of B (default 256) to `POST /v1/transactions/batch?wait=true`, each batch to
+//! the next node in rotation, with at most C batches in flight (default 16); with `--batch 1`
+//! each goes alone to `POST /v1/transactions?wait=true` (the route before batches), C in flight
+//! (then default 512). A transaction's latency runs from when its batch was first sent to when
+//! the node's answer reporting its commit arrived (a batch answers once all of it is
+//! committed, so a transaction committed in an earlier block than the rest of its batch counts
+//! the later one). Batches answered 503 (busy) and transactions answered 503 (`mempool_full`) are
+//! sent again, their clock still running from the first send.
+//!
+//! Prints committed transactions and signatures per second, submit-to-commit latency (p50, p99,
+//! max), the CPU time each node and this generator used during the mix, each node's peak memory
+//! and stored bytes per committed transaction, and, measured in the same run on this machine,
+//! raw Ed25519 single and batch verifications per second with the ratio of committed tx/s to the
+//! batch limit for the validators sharing the machine. Every submission must commit: a refusal
+//! fails the run.
 
 use anyhow::{bail, ensure, Context, Result};
-use ipledger_tests::{agent, outcome, post_tx, random_key, sha256, Net, Outcome, ORGANISATIONS};
+use ipledger_tests::{agent, outcome, random_key, sha256, Net, Outcome, ORGANISATIONS};
 use ledger_core::crypto::{verify_batch, SignedMessage, SigningKey};
-use ledger_core::tx::{tx_sign_bytes, Action, PledgeTerms};
+use ledger_core::tx::{tx_sign_bytes, Action, PledgeTerms, SignedTx, TxBody};
 use ledger_core::types::{AssetId, EvidenceKind, Money, WorkKind};
 use rand_core::{OsRng, RngCore};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -27,25 +39,41 @@ use std::time::{Duration, Instant};
 struct Args {
     dir: String,
     txs: usize,
-    concurrency: usize,
+    batch: usize,
+    concurrency: Option<usize>,
     parties: usize,
 }
 
-const USAGE: &str = "usage: ipledger-load DIR [--txs N] [--concurrency C] [--parties P]";
+const USAGE: &str =
+    "usage: ipledger-load DIR [--txs N] [--batch B] [--concurrency C] [--parties P]";
+
+/// The most transactions a batch may hold: the node's `BATCH_TXS_MAX`.
+const BATCH_MAX: usize = 256;
+/// Batches in flight by default; with batches of 256 that is 4,096 transactions, more than a
+/// 10,000-transaction block interval's worth at the rates measured so far.
+const BATCHES_IN_FLIGHT: usize = 16;
+/// Single submissions in flight by default (`--batch 1`): the figure earlier runs used.
+const SINGLES_IN_FLIGHT: usize = 512;
+/// How many heights a pre-signed transaction stays valid: every phase must commit within it.
+const LIFETIME_HEIGHTS: u64 = 1_000;
+/// How long a batch (or its transactions) may keep being answered 503 before the run fails.
+const RETRY_DEADLINE: Duration = Duration::from_secs(120);
 
 fn args() -> Result<Args> {
     let mut args = std::env::args().skip(1);
     let mut parsed = Args {
         dir: String::new(),
         txs: 5_000,
-        concurrency: 512,
+        batch: BATCH_MAX,
+        concurrency: None,
         parties: 10_000,
     };
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--txs" => parsed.txs = args.next().context("--txs N")?.parse()?,
+            "--batch" => parsed.batch = args.next().context("--batch B")?.parse()?,
             "--concurrency" => {
-                parsed.concurrency = args.next().context("--concurrency C")?.parse()?
+                parsed.concurrency = Some(args.next().context("--concurrency C")?.parse()?)
             }
             "--parties" => parsed.parties = args.next().context("--parties P")?.parse()?,
             _ if parsed.dir.is_empty() && !arg.starts_with('-') => parsed.dir = arg,
@@ -54,10 +82,24 @@ fn args() -> Result<Args> {
     }
     ensure!(!parsed.dir.is_empty(), USAGE);
     ensure!(
-        parsed.txs > 0 && parsed.concurrency > 0 && parsed.parties >= 2,
+        parsed.txs > 0 && parsed.concurrency != Some(0) && parsed.parties >= 2,
         "N and C must be positive and P at least 2"
     );
+    ensure!(
+        (1..=BATCH_MAX).contains(&parsed.batch),
+        "B must be between 1 and {BATCH_MAX} (the node's batch limit)"
+    );
     Ok(parsed)
+}
+
+impl Args {
+    fn in_flight(&self) -> usize {
+        self.concurrency.unwrap_or(if self.batch == 1 {
+            SINGLES_IN_FLIGHT
+        } else {
+            BATCHES_IN_FLIGHT
+        })
+    }
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -157,6 +199,44 @@ struct Job {
     signers: Vec<String>,
 }
 
+/// `action` signed by `signers`, valid until `valid_until`, with a random salt.
+fn sign(net: &Net, job: &Job, valid_until: u64) -> Result<SignedTx> {
+    let mut salt = [0u8; 16];
+    OsRng.fill_bytes(&mut salt);
+    let mut tx = SignedTx::unsigned(TxBody {
+        chain_id: net.genesis.chain_id.clone(),
+        salt,
+        valid_until,
+        action: job.action.clone(),
+    });
+    for signer in &job.signers {
+        tx.sign(net.key(signer)?);
+    }
+    Ok(tx)
+}
+
+/// A signed transaction ready to send: its id, JSON and signature count.
+struct Ready {
+    id: String,
+    json: String,
+    signatures: usize,
+}
+
+/// Signs every job (valid for [`LIFETIME_HEIGHTS`] past `height`) and serialises it.
+fn prepare(net: &Net, jobs: &[Job], height: u64) -> Result<Vec<Ready>> {
+    let valid_until = height + LIFETIME_HEIGHTS.min(net.genesis.params.tx_lifetime_max);
+    jobs.iter()
+        .map(|job| {
+            let tx = sign(net, job, valid_until)?;
+            Ok(Ready {
+                id: tx.id().to_string(),
+                json: serde_json::to_string(&tx)?,
+                signatures: tx.signatures.len(),
+            })
+        })
+        .collect()
+}
+
 /// What submitting a list of jobs came to.
 struct Run {
     latencies: Vec<Duration>,
@@ -166,50 +246,186 @@ struct Run {
     last_height: u64,
 }
 
-/// Submits `jobs` with at most `concurrency` in flight, each to the next node in rotation and
-/// waiting for its commit; any refusal or error fails the run.
-fn submit_all(net: &Net, jobs: &[Job], concurrency: usize, head: &AtomicU64) -> Result<Run> {
+/// How the transactions go to the nodes.
+#[derive(Clone, Copy)]
+struct Plan {
+    /// Transactions per request; 1 uses the single route.
+    batch: usize,
+    /// Requests in flight.
+    in_flight: usize,
+}
+
+/// One request's answer per transaction: its status and body, as the single route answers.
+type Answers = Vec<(u16, serde_json::Value)>;
+
+/// Sends `txs` (JSON each) to `node_url` and waits for every commit: the single route for one
+/// transaction, the batch route otherwise. Retries the whole request while the node answers 503
+/// or the connection fails before an answer (a resubmission is harmless: a pending transaction
+/// is answered as pending; one the first request got committed is refused as
+/// `already_committed`, which [`settle_resent`] resolves). Returns each transaction's answer in
+/// order, and whether the request was sent more than once.
+fn post(
+    agent: &ureq::Agent,
+    node_url: &str,
+    txs: &[&Ready],
+    batch_route: bool,
+) -> Result<(Answers, bool)> {
+    let (url, body) = if batch_route {
+        let mut body = String::from("[");
+        for (k, tx) in txs.iter().enumerate() {
+            if k > 0 {
+                body.push(',');
+            }
+            body.push_str(&tx.json);
+        }
+        body.push(']');
+        (
+            format!("{node_url}/v1/transactions/batch?wait=true&timeout_ms=60000"),
+            body,
+        )
+    } else {
+        ensure!(txs.len() == 1, "the single route takes one transaction");
+        (
+            format!("{node_url}/v1/transactions?wait=true&timeout_ms=60000"),
+            txs[0].json.clone(),
+        )
+    };
+    let deadline = Instant::now() + RETRY_DEADLINE;
+    let mut resent = false;
+    loop {
+        let sent = agent
+            .post(&url)
+            .header("content-type", "application/json")
+            .send(body.as_str());
+        let mut response = match sent {
+            Ok(response) => response,
+            // Most often a kept-alive connection the node closed while idle.
+            Err(error) if Instant::now() < deadline => {
+                eprintln!("POST {url}: {error}; sending again");
+                std::thread::sleep(Duration::from_millis(200));
+                resent = true;
+                continue;
+            }
+            Err(error) => return Err(error).with_context(|| format!("POST {url}")),
+        };
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string()?;
+        if status == 503 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(500));
+            resent = true;
+            continue;
+        }
+        let json: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("POST {url} answered {status} with non-JSON: {text:.200}"))?;
+        if !batch_route {
+            return Ok((vec![(status, json)], resent));
+        }
+        ensure!(status == 200, "POST {url} answered {status}: {json}");
+        let results = json["results"]
+            .as_array()
+            .with_context(|| format!("a batch answer without results: {json:.200}"))?;
+        ensure!(
+            results.len() == txs.len(),
+            "{} results for {} transactions",
+            results.len(),
+            txs.len()
+        );
+        let answers = results
+            .iter()
+            .map(|item| {
+                let status = item["http_status"].as_u64().context("http_status")? as u16;
+                Ok((status, item["answer"].clone()))
+            })
+            .collect::<Result<Answers>>()?;
+        return Ok((answers, resent));
+    }
+}
+
+/// For a transaction sent more than once and refused as `already_committed`: its commit, if
+/// the node has it (the earlier send got it committed), as the single route would answer it.
+fn settle_resent(
+    agent: &ureq::Agent,
+    node_url: &str,
+    tx: &Ready,
+) -> Option<(u16, serde_json::Value)> {
+    let (status, answer) =
+        ipledger_tests::get_json(agent, &format!("{node_url}/v1/transactions/{}", tx.id)).ok()?;
+    (status == 200 && answer["status"] == "committed").then_some((status, answer))
+}
+
+/// Submits `ready` as `plan` says, each request to the next node in rotation, waiting for the
+/// commits; any refusal or error fails the run. The clock starts at the first request.
+fn submit_all(net: &Net, ready: &[Ready], plan: Plan, head: &AtomicU64) -> Result<Run> {
     let first_height = head.load(Ordering::Relaxed);
     let next = AtomicUsize::new(0);
-    let latencies = Mutex::new(Vec::with_capacity(jobs.len()));
+    let requests = ready.len().div_ceil(plan.batch);
+    let latencies = Mutex::new(Vec::with_capacity(ready.len()));
     let signatures = AtomicUsize::new(0);
     let failures = Mutex::new(Vec::new());
     let last_commit = Mutex::new(Instant::now());
     let started = Instant::now();
     std::thread::scope(|scope| {
-        for _ in 0..concurrency.min(jobs.len()) {
+        for _ in 0..plan.in_flight.min(requests) {
             scope.spawn(|| {
                 let agent = agent();
                 loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(job) = jobs.get(i) else {
+                    let k = next.fetch_add(1, Ordering::Relaxed);
+                    if k >= requests {
                         break;
-                    };
-                    let node = &net.nodes[i % net.nodes.len()];
-                    let signers: Vec<&str> = job.signers.iter().map(String::as_str).collect();
-                    let height = head.load(Ordering::Relaxed);
-                    let result = net.tx(job.action.clone(), &signers, height).and_then(|tx| {
-                        let submitted = Instant::now();
-                        let (status, answer) = post_tx(&agent, &node.url, &tx)?;
-                        Ok((submitted, tx.signatures.len(), outcome(status, &answer)?))
-                    });
-                    match result {
-                        Ok((submitted, signed, Outcome::Committed { height, .. })) => {
-                            let now = Instant::now();
-                            latencies.lock().unwrap().push(now - submitted);
-                            signatures.fetch_add(signed, Ordering::Relaxed);
-                            head.fetch_max(height, Ordering::Relaxed);
-                            let mut last = last_commit.lock().unwrap();
-                            *last = (*last).max(now);
+                    }
+                    let node = &net.nodes[k % net.nodes.len()];
+                    let end = ready.len().min((k + 1) * plan.batch);
+                    let mut waiting: Vec<&Ready> = ready[k * plan.batch..end].iter().collect();
+                    let submitted = Instant::now();
+                    let retry_until = submitted + RETRY_DEADLINE;
+                    while !waiting.is_empty() {
+                        let (answers, resent) =
+                            match post(&agent, &node.url, &waiting, plan.batch > 1) {
+                                Ok(answers) => answers,
+                                Err(error) => {
+                                    failures
+                                        .lock()
+                                        .unwrap()
+                                        .push(format!("{}: {error:#}", node.name));
+                                    break;
+                                }
+                            };
+                        let now = Instant::now();
+                        let mut again = Vec::new();
+                        for (tx, (status, answer)) in waiting.iter().zip(answers) {
+                            // The mempool is full: send it again shortly.
+                            if status == 503 && now < retry_until {
+                                again.push(*tx);
+                                continue;
+                            }
+                            let (status, answer) = match (resent, status) {
+                                (true, 422) if answer["error"]["code"] == "already_committed" => {
+                                    settle_resent(&agent, &node.url, tx).unwrap_or((status, answer))
+                                }
+                                _ => (status, answer),
+                            };
+                            match outcome(status, &answer) {
+                                Ok(Outcome::Committed { height, .. }) => {
+                                    latencies.lock().unwrap().push(now - submitted);
+                                    signatures.fetch_add(tx.signatures, Ordering::Relaxed);
+                                    head.fetch_max(height, Ordering::Relaxed);
+                                    let mut last = last_commit.lock().unwrap();
+                                    *last = (*last).max(now);
+                                }
+                                Ok(Outcome::Refused { code, message }) => failures
+                                    .lock()
+                                    .unwrap()
+                                    .push(format!("{}: refused {code}: {message}", node.name)),
+                                Err(error) => failures
+                                    .lock()
+                                    .unwrap()
+                                    .push(format!("{}: {error:#}", node.name)),
+                            }
                         }
-                        Ok((_, _, Outcome::Refused { code, message })) => failures
-                            .lock()
-                            .unwrap()
-                            .push(format!("{}: refused {code}: {message}", node.name)),
-                        Err(error) => failures
-                            .lock()
-                            .unwrap()
-                            .push(format!("{}: {error:#}", node.name)),
+                        if !again.is_empty() {
+                            std::thread::sleep(Duration::from_millis(200));
+                        }
+                        waiting = again;
                     }
                 }
             });
@@ -220,7 +436,7 @@ fn submit_all(net: &Net, jobs: &[Job], concurrency: usize, head: &AtomicU64) -> 
         for failure in failures.iter().take(10) {
             eprintln!("failed: {failure}");
         }
-        bail!("{} of {} submissions failed", failures.len(), jobs.len());
+        bail!("{} of {} transactions failed", failures.len(), ready.len());
     }
     let mut latencies = latencies.into_inner().unwrap();
     latencies.sort();
@@ -232,6 +448,41 @@ fn submit_all(net: &Net, jobs: &[Job], concurrency: usize, head: &AtomicU64) -> 
         first_height,
         last_height: head.load(Ordering::Relaxed),
     })
+}
+
+/// CPU seconds (user + system) a process has used, from /proc.
+fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // The kernel's USER_HZ is 100 on every Linux this runs on.
+    Some(ticks / 100.0)
+}
+
+/// Each node's pid (from the pid file `scripts/local-net.sh` writes), by node name.
+fn node_pids(net: &Net, dir: &str) -> Vec<(String, Option<String>)> {
+    net.nodes
+        .iter()
+        .map(|node| {
+            let pid = std::fs::read_to_string(
+                std::path::Path::new(dir)
+                    .join(format!("node-{}", node.name))
+                    .join("node.pid"),
+            )
+            .ok()
+            .map(|pid| pid.trim().to_owned());
+            (node.name.clone(), pid)
+        })
+        .collect()
+}
+
+/// CPU seconds used by each node and by this process so far.
+fn cpu_snapshot(pids: &[(String, Option<String>)]) -> Vec<Option<f64>> {
+    pids.iter()
+        .map(|(_, pid)| pid.as_deref().and_then(cpu_seconds))
+        .chain(std::iter::once(cpu_seconds("self")))
+        .collect()
 }
 
 /// The jobs of the measured mix, in a fixed order: out of every 20, 12 attestations, 5 work
@@ -341,6 +592,10 @@ fn main() -> Result<()> {
         head = head.max(net.status(node)?["height"].as_u64().context("height")?);
     }
     let head = AtomicU64::new(head);
+    let plan = Plan {
+        batch: args.batch,
+        in_flight: args.in_flight(),
+    };
     let mut run_id = [0u8; 4];
     OsRng.fill_bytes(&mut run_id);
     let run_id = hex::encode(run_id);
@@ -367,13 +622,19 @@ fn main() -> Result<()> {
             job
         })
         .collect();
+    let route = if plan.batch == 1 {
+        "one transaction per request (POST /v1/transactions)".to_owned()
+    } else {
+        format!("batches of {} (POST /v1/transactions/batch)", plan.batch)
+    };
     println!(
-        "setup: enrolling {} parties on {} nodes, at most {} in flight",
+        "setup: enrolling {} parties on {} nodes, {route}, at most {} requests in flight",
         parties.len(),
         net.nodes.len(),
-        args.concurrency
+        plan.in_flight
     );
-    let run = submit_all(&net, &enrolments, args.concurrency, &head)?;
+    let ready = prepare(&net, &enrolments, head.load(Ordering::Relaxed))?;
+    let run = submit_all(&net, &ready, plan, &head)?;
     print_run("setup: enrolments", enrolments.len(), &run);
     let pooled = args.txs.div_ceil(20) * 3;
     let pool: Vec<(AssetId, String)> = (0..pooled)
@@ -391,7 +652,8 @@ fn main() -> Result<()> {
         .enumerate()
         .map(|(k, (_, owner))| register_work(owner, &format!("{run_id} pool {k}")))
         .collect();
-    let run = submit_all(&net, &pool_jobs, args.concurrency, &head)?;
+    let ready = prepare(&net, &pool_jobs, head.load(Ordering::Relaxed))?;
+    let run = submit_all(&net, &ready, plan, &head)?;
     print_run(
         "setup: works for transfers and pledges",
         pool_jobs.len(),
@@ -407,11 +669,16 @@ fn main() -> Result<()> {
         net.genesis.genesis_time_ms,
     );
     println!(
-        "submitting {} transactions of the mix (60 % evidence, 25 % works, 10 % transfers, 5 % pledges) from {} parties",
+        "submitting {} transactions of the mix (60 % evidence, 25 % works, 10 % transfers, 5 % pledges) from {} parties, {route}, at most {} requests in flight",
         jobs.len(),
-        parties.len()
+        parties.len(),
+        plan.in_flight
     );
-    let run = submit_all(&net, &jobs, args.concurrency, &head)?;
+    let ready = prepare(&net, &jobs, head.load(Ordering::Relaxed))?;
+    let pids = node_pids(&net, &args.dir);
+    let cpu_before = cpu_snapshot(&pids);
+    let run = submit_all(&net, &ready, plan, &head)?;
+    let cpu_after = cpu_snapshot(&pids);
     print_run("mix", jobs.len(), &run);
     let tps = jobs.len() as f64 / run.elapsed.as_secs_f64();
     let latencies = &run.latencies;
@@ -421,12 +688,33 @@ fn main() -> Result<()> {
         percentile(latencies, 0.99).as_millis(),
         latencies[latencies.len() - 1].as_millis()
     );
+    let names = pids
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .chain(std::iter::once("ipledger-load"));
+    let mut used = Vec::new();
+    let mut total = 0.0;
+    for ((name, before), after) in names.zip(&cpu_before).zip(&cpu_after) {
+        match (before, after) {
+            (Some(before), Some(after)) => {
+                used.push(format!("{name} {:.1} s", after - before));
+                total += after - before;
+            }
+            _ => used.push(format!("{name} ?")),
+        }
+    }
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    println!(
+        "CPU used during the mix: {}; {:.0}% of {cores} cores over {:.1} s",
+        used.join(", "),
+        100.0 * total / (cores as f64 * run.elapsed.as_secs_f64()),
+        run.elapsed.as_secs_f64()
+    );
     // Raw Ed25519 verification on this machine, measured now (the network idle), one core:
     // single checks and ZIP-215 batches of 64 and 256, as the nodes use them.
     let single = verifications_per_second(1);
     let batch64 = verifications_per_second(64);
     let batch256 = verifications_per_second(256);
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let validators = net.genesis.validators.len();
     // Every validator checks every signature once.
     let signatures_per_tx = run.signatures as f64 / jobs.len() as f64;
