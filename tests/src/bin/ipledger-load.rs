@@ -145,8 +145,9 @@ fn verifications_per_second(batch: usize) -> f64 {
 }
 
 /// Each node's peak and current memory (from /proc, by the pid file `scripts/local-net.sh`
-/// writes) and its stored bytes per committed transaction (its data directory over the ledger
-/// size, genesis and engine write-ahead log included).
+/// writes), its stored bytes per committed transaction (its data directory over the ledger
+/// size, genesis and engine write-ahead log included), and from its status what gossip dropped
+/// and how it checked other validators' proposals (executed while streaming, or once complete).
 fn report_nodes(net: &Net, dir: &str) -> Result<()> {
     for node in &net.nodes {
         let node_dir = std::path::Path::new(dir).join(format!("node-{}", node.name));
@@ -166,14 +167,19 @@ fn report_nodes(net: &Net, dir: &str) -> Result<()> {
             })
             .unwrap_or_else(|| "memory not readable (no pid file or /proc)".into());
         let stored = directory_bytes(&node_dir.join("data"))?;
-        let ledger_size = net.status(node)?["ledger_size"]
-            .as_u64()
-            .context("ledger_size")?;
+        let status = net.status(node)?;
+        let ledger_size = status["ledger_size"].as_u64().context("ledger_size")?;
+        let network = &status["network"];
         println!(
-            "{:<16} {memory}; stores {} MiB, {} bytes per committed transaction ({ledger_size} committed)",
+            "{:<16} {memory}; stores {} MiB, {} bytes per committed transaction ({ledger_size} committed); \
+             gossip dropped {} out, {} batches in; proposals checked streaming {}, complete {}",
             node.name,
             stored / (1024 * 1024),
-            stored.checked_div(ledger_size).unwrap_or(0)
+            stored.checked_div(ledger_size).unwrap_or(0),
+            network["gossip_outbound_dropped"],
+            network["gossip_inbound_dropped"],
+            network["proposals_executed_streaming"],
+            network["proposals_executed_complete"],
         );
     }
     Ok(())
