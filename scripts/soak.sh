@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 
 minutes=${1:-60}
 seed=${2:-$(od -An -N8 -tu8 /dev/urandom | tr -d ' ')}
-kinds=crash,crash-during-start,isolate,split,slow-link,lossy-gossip
+kinds=crash,crash-during-start,isolate,split,slow-link,lossy-link
 
 cargo build --release -q -p ipledger-node -p ipledger-genesis -p ipledger-tests -p ipledger-client
 dir=$(mktemp -d "${TMPDIR:-/tmp}/ipledger-soak.XXXXXX")
@@ -23,7 +23,7 @@ target/release/ipledger-faults --seed "$seed" --duration-s $((minutes * 60)) --f
 
 echo "== soak summary"
 echo "runs: 1 (seed $seed, $minutes minutes)"
-grep -E '^  (faults|kill|link faults|acknowledged|unanswered|blocks|longest|anomalies)' "$log" || true
+grep -E '^  (faults|kill|link faults|datagrams|acknowledged|unanswered|blocks|longest|anomalies)' "$log" || true
 memory_ok=1
 while read -r name first last; do
   echo "peak memory $name: ${first} MiB in the first 10 minutes, ${last} MiB in the last 10"

@@ -2,8 +2,9 @@
 //! whichever validator proposes next can include it.
 //!
 //! The engine's network carries only consensus traffic, so gossip runs its own libp2p swarm (the
-//! libp2p version the engine brings) with the node's key as its identity: QUIC on the UDP port
-//! of the same number as the node's consensus TCP port, and gossipsub on one topic per chain.
+//! libp2p version the engine brings) with the node's key as its identity: TCP (noise, yamux) on
+//! the configured p2p address `/ip4/H/tcp/P`, whose UDP port of the same number is the consensus
+//! engine's QUIC ([`crate::runner::engine_quic_address`]), and gossipsub on one topic per chain.
 //! Only the peers in the allow-list (the validators the ledger admits) may connect; anyone else
 //! is refused at the connection.
 //!
@@ -49,43 +50,43 @@ pub fn gossip_topic(chain_id: &str) -> gossipsub::IdentTopic {
     gossipsub::IdentTopic::new(format!("ipledger/txs/v1/{chain_id}"))
 }
 
-/// The gossip address that goes with a consensus address: the same host, UDP instead of TCP on
-/// the same port number, QUIC v1.
-pub fn gossip_address(consensus: &Multiaddr) -> Result<Multiaddr> {
+/// The gossip address of a configured p2p address: the address itself, which must name a TCP
+/// port (a `/p2p/…` suffix is dropped; gossip appends the peer id it expects).
+pub fn gossip_tcp_address(configured: &Multiaddr) -> Result<Multiaddr> {
     let mut gossip = Multiaddr::empty();
-    let mut port = None;
-    for protocol in consensus.iter() {
+    let mut tcp = false;
+    for protocol in configured.iter() {
         match protocol {
-            Protocol::Tcp(tcp) => port = Some(tcp),
             Protocol::P2p(_) => {}
-            other => gossip.push(other),
+            other => {
+                tcp |= matches!(other, Protocol::Tcp(_));
+                gossip.push(other);
+            }
         }
     }
-    let port = port.with_context(|| format!("{consensus} names no TCP port"))?;
-    gossip.push(Protocol::Udp(port));
-    gossip.push(Protocol::QuicV1);
+    anyhow::ensure!(tcp, "{configured} names no TCP port");
     Ok(gossip)
 }
 
-/// The IP socket address of an `/ip4|ip6/…/udp/…` multiaddr (not of a DNS name).
-fn udp_socket_address(address: &Multiaddr) -> Option<std::net::SocketAddr> {
+/// The IP socket address of an `/ip4|ip6/…/tcp/…` multiaddr (not of a DNS name).
+fn tcp_socket_address(address: &Multiaddr) -> Option<std::net::SocketAddr> {
     let mut ip = None;
     let mut port = None;
     for protocol in address.iter() {
         match protocol {
             Protocol::Ip4(v4) => ip = Some(std::net::IpAddr::V4(v4)),
             Protocol::Ip6(v6) => ip = Some(std::net::IpAddr::V6(v6)),
-            Protocol::Udp(udp) => port = Some(udp),
+            Protocol::Tcp(tcp) => port = Some(tcp),
             _ => {}
         }
     }
     Some(std::net::SocketAddr::new(ip?, port?))
 }
 
-/// A peer gossip may talk to: its node key and its consensus address (from the node's config).
+/// A peer gossip may talk to: its node key and its p2p address (from the node's config).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GossipPeer {
-    /// The peer's consensus address; gossip dials [`gossip_address`] of it.
+    /// The peer's configured p2p address (`/ip4/H/tcp/P`); gossip dials it over TCP.
     pub address: Multiaddr,
     /// The peer's node key, which fixes its peer id.
     pub key: PublicKey,
@@ -118,8 +119,8 @@ pub struct TxGossip {
     listen: Multiaddr,
 }
 
-/// How long stopping waits for the gossip socket to close: QUIC connections drain briefly after
-/// the swarm is dropped, and a node restarted in the same process needs the port back.
+/// How long stopping waits for the gossip listener to close: a node restarted in the same
+/// process needs the TCP port back.
 pub const GOSSIP_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Queues admitted transactions for gossip; cheap to clone.
@@ -165,8 +166,8 @@ struct Behaviour {
 }
 
 impl TxGossip {
-    /// Starts the swarm listening on the gossip address of `listen` and dialling `peers`;
-    /// received batches go to `inbound`.
+    /// Starts the swarm listening on the TCP address `listen` (the configured p2p address) and
+    /// dialling `peers`; received batches go to `inbound`.
     pub fn start(
         node_key: &SigningKey,
         chain_id: &str,
@@ -187,7 +188,14 @@ impl TxGossip {
             .context("gossipsub configuration")?;
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
             .with_tokio()
-            .with_quic()
+            .with_tcp(
+                libp2p::tcp::Config::default().nodelay(true),
+                libp2p::noise::Config::new,
+                libp2p::yamux::Config::default,
+            )
+            .context("gossip transport")?
+            .with_dns()
+            .context("gossip DNS resolution")?
             .with_behaviour(|key| {
                 let gossipsub = gossipsub::Behaviour::new(
                     gossipsub::MessageAuthenticity::Signed(key.clone()),
@@ -209,7 +217,7 @@ impl TxGossip {
             .gossipsub
             .subscribe(&topic)
             .context("subscribing to the transaction topic")?;
-        let listen = gossip_address(listen)?;
+        let listen = gossip_tcp_address(listen)?;
         swarm
             .listen_on(listen.clone())
             .with_context(|| format!("gossip cannot listen on {listen}"))?;
@@ -257,15 +265,18 @@ impl TxGossip {
         self.status.clone()
     }
 
-    /// Stops the swarm and waits (up to [`GOSSIP_STOP_TIMEOUT`]) until its UDP port is free.
+    /// Stops the swarm and waits (up to [`GOSSIP_STOP_TIMEOUT`]) until its TCP port can be
+    /// listened on again.
     pub async fn stop(self) {
         self.task.abort();
         let _ = self.task.await;
-        let Some(socket) = udp_socket_address(&self.listen) else {
+        let Some(socket) = tcp_socket_address(&self.listen) else {
             return;
         };
         let deadline = tokio::time::Instant::now() + GOSSIP_STOP_TIMEOUT;
-        while std::net::UdpSocket::bind(socket).is_err() {
+        // std's listener sets SO_REUSEADDR but not SO_REUSEPORT, which libp2p's listener sets:
+        // it binds only once no listener holds the port, and closing connections do not count.
+        while std::net::TcpListener::bind(socket).is_err() {
             if tokio::time::Instant::now() > deadline {
                 warn!(%socket, "the gossip socket is still open after stopping");
                 return;
@@ -315,7 +326,7 @@ impl GossipTask {
     fn set_allowed(&mut self, peers: Vec<GossipPeer>) -> Result<()> {
         let mut next = BTreeMap::new();
         for peer in peers {
-            next.insert(peer_id(&peer.key)?, gossip_address(&peer.address)?);
+            next.insert(peer_id(&peer.key)?, gossip_tcp_address(&peer.address)?);
         }
         let behaviour = self.swarm.behaviour_mut();
         for gone in self.peers.keys().filter(|id| !next.contains_key(id)) {
@@ -452,18 +463,22 @@ mod tests {
     }
 
     #[test]
-    fn gossip_address_is_quic_on_the_same_port_number() {
-        let consensus: Multiaddr = "/ip4/10.0.0.2/tcp/26656".parse().unwrap();
+    fn gossip_runs_on_the_configured_tcp_address() {
+        let configured: Multiaddr = "/ip4/10.0.0.2/tcp/26656".parse().unwrap();
+        assert_eq!(gossip_tcp_address(&configured).unwrap(), configured);
+        let with_id: Multiaddr =
+            "/dns/bank-a.example/tcp/4000/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA"
+                .parse()
+                .unwrap();
         assert_eq!(
-            gossip_address(&consensus).unwrap().to_string(),
-            "/ip4/10.0.0.2/udp/26656/quic-v1"
+            gossip_tcp_address(&with_id).unwrap().to_string(),
+            "/dns/bank-a.example/tcp/4000"
         );
-        let dns: Multiaddr = "/dns/bank-a.example/tcp/4000".parse().unwrap();
+        let quic: Multiaddr = "/ip4/10.0.0.2/udp/26656/quic-v1".parse().unwrap();
+        assert!(gossip_tcp_address(&quic).is_err());
         assert_eq!(
-            gossip_address(&dns).unwrap().to_string(),
-            "/dns/bank-a.example/udp/4000/quic-v1"
+            tcp_socket_address(&configured),
+            Some("10.0.0.2:26656".parse().unwrap())
         );
-        let no_port: Multiaddr = "/ip4/10.0.0.2".parse().unwrap();
-        assert!(gossip_address(&no_port).is_err());
     }
 }

@@ -22,7 +22,7 @@ use malachitebft_app_channel::app::config::{
     ConsensusConfig, NodeConfig, P2pConfig, ValueSyncConfig,
 };
 use malachitebft_app_channel::app::engine::network::{
-    Multiaddr, NetworkStateDump, PersistentPeersOp,
+    Multiaddr, NetworkMsg, NetworkStateDump, PersistentPeersOp,
 };
 use malachitebft_app_channel::app::types::codec::Codec as _;
 use malachitebft_app_channel::app::types::Keypair;
@@ -60,10 +60,13 @@ pub struct NodeSetup {
     pub data_dir: PathBuf,
     /// The store's page cache (`[store] cache_mib`).
     pub store_cache_bytes: usize,
-    /// libp2p listen address, e.g. `/ip4/127.0.0.1/tcp/26656`.
+    /// The p2p address to listen on, e.g. `/ip4/127.0.0.1/tcp/26656`: port 26656 for TCP
+    /// (transaction gossip) and for UDP (the consensus engine's QUIC, see
+    /// [`engine_quic_address`]).
     pub listen_addr: String,
-    /// The other validators: libp2p address (e.g. `/ip4/10.0.0.2/tcp/26656`) and node key. The
-    /// key fixes the peer id, so only the nodes the genesis names are accepted.
+    /// The other validators: p2p address (e.g. `/ip4/10.0.0.2/tcp/26656`, the same form and the
+    /// same two ports) and node key. The key fixes the peer id, so only the nodes the genesis
+    /// names are accepted.
     pub peers: Vec<(String, PublicKey)>,
     /// Whether this node votes; otherwise it follows as a full node.
     pub validator: bool,
@@ -98,6 +101,10 @@ pub struct NodeHandle {
     stopping: Arc<AtomicBool>,
     gossip: TxGossip,
     helpers: Vec<JoinHandle<()>>,
+    /// The engine's UDP socket address, when the listen address names an IP (not a DNS name).
+    engine_socket: Option<std::net::SocketAddr>,
+    /// Written when the node stops cleanly ([`CLEAN_STOP_MARKER`]).
+    clean_stop_marker: PathBuf,
 }
 
 /// A node's view of its network, for the API: consensus peers (asked of the engine), gossip
@@ -131,35 +138,121 @@ impl NetworkView {
 
 impl NodeHandle {
     /// Stops the engine and the application loop, and waits until the engine's actors (its
-    /// write-ahead log included) have let go of their files, so the node can start again in the
-    /// same process.
+    /// write-ahead log included) have let go of their files and its QUIC socket, and gossip of
+    /// its TCP port, so the node can start again in the same process.
     pub async fn stop(self) {
         self.stopping.store(true, Ordering::SeqCst);
-        if let Err(error) = self
+        // The engine's network actor first, and gracefully: only its `post_stop` shuts its libp2p
+        // swarm down. Killed, the swarm task would hold the UDP port until its next event, which
+        // may never come (TCP listeners share a port, so this did not show before QUIC).
+        let mut network_closed = false;
+        for child in self.engine.actor.get_children() {
+            if child.is_message_type_of::<NetworkMsg<IpledgerContext>>() == Some(true) {
+                let stopped = child
+                    .stop_and_wait(Some("node stopping".into()), Some(ENGINE_STOP_TIMEOUT))
+                    .await;
+                match stopped {
+                    Ok(()) => network_closed = true,
+                    Err(error) => {
+                        warn!(%error, "the consensus engine's network did not stop cleanly")
+                    }
+                }
+            }
+        }
+        // The rest of the engine stops with its network (the node actor stops itself when a
+        // child ends); the kill makes sure. An engine already gone cannot be killed, which is
+        // no error as long as it is gone.
+        let killed = self
             .engine
             .actor
             .kill_and_wait(Some(ENGINE_STOP_TIMEOUT))
+            .await;
+        let mut engine = self.engine.handle;
+        if tokio::time::timeout(ENGINE_STOP_TIMEOUT, &mut engine)
             .await
+            .is_err()
         {
-            tracing::warn!(%error, "the consensus engine did not stop cleanly");
+            warn!(error = ?killed.err(), "the consensus engine did not stop cleanly");
+            engine.abort();
+            let _ = engine.await;
         }
         self.app.abort();
-        self.engine.handle.abort();
-        let _ = self.engine.handle.await;
         let _ = self.app.await;
         for helper in self.helpers {
             helper.abort();
             let _ = helper.await;
         }
         self.gossip.stop().await;
+        // A lying validator's real network actor sits unlinked behind Malachite's Byzantine proxy
+        // (0.8.2), out of reach: its socket is freed when the process ends. Lying validators are
+        // never restarted in a process.
+        #[cfg(feature = "byzantine")]
+        let (engine_socket, network_closed) = match self.liar {
+            Some(_) => (None, false),
+            None => (self.engine_socket, network_closed),
+        };
+        #[cfg(not(feature = "byzantine"))]
+        let engine_socket = self.engine_socket;
+        if let Some(socket) = engine_socket {
+            wait_until_udp_free(socket).await;
+        }
+        // The engine closed its connections, so the next start need not wait for peers to drop
+        // them (ENGINE_CONNECT_DELAY_AFTER_CRASH).
+        if network_closed {
+            if let Err(error) = std::fs::write(&self.clean_stop_marker, b"") {
+                warn!(%error, path = %self.clean_stop_marker.display(), "clean stop not recorded");
+            }
+        }
+    }
+}
+
+/// The IP socket address of an `/ip4|ip6/…/udp/…` multiaddr (not of a DNS name).
+fn udp_socket_address(address: &Multiaddr) -> Option<std::net::SocketAddr> {
+    use libp2p::multiaddr::Protocol;
+    let mut ip = None;
+    let mut port = None;
+    for protocol in address.iter() {
+        match protocol {
+            Protocol::Ip4(v4) => ip = Some(std::net::IpAddr::V4(v4)),
+            Protocol::Ip6(v6) => ip = Some(std::net::IpAddr::V6(v6)),
+            Protocol::Udp(udp) => port = Some(udp),
+            _ => {}
+        }
+    }
+    Some(std::net::SocketAddr::new(ip?, port?))
+}
+
+/// Waits (up to [`ENGINE_STOP_TIMEOUT`]) until the engine's UDP port can be bound again, so a
+/// node restarted in the same process can listen on it.
+async fn wait_until_udp_free(socket: std::net::SocketAddr) {
+    let started = tokio::time::Instant::now();
+    while std::net::UdpSocket::bind(socket).is_err() {
+        if started.elapsed() > ENGINE_STOP_TIMEOUT {
+            warn!(%socket, "the consensus engine's UDP socket is still open after stopping");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
 /// How long stopping waits for the engine's actors.
 pub const ENGINE_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a node that did not stop cleanly (killed, crashed) waits before its engine connects
+/// to its peers. A killed node's QUIC connections are not reset as TCP's are: a peer drops its
+/// end only after the idle timeout (Malachite sets 300 ms, at least three probe timeouts), or on
+/// the stateless reset the restarted node (same key, so same reset tokens) answers its packets
+/// with. A new connection opened before that is the peer's second one to this node, and
+/// gossipsub sends its topic subscriptions only on a peer's first connection: the restarted node
+/// would never learn them and could publish no vote.
+pub const ENGINE_CONNECT_DELAY_AFTER_CRASH: Duration = Duration::from_secs(1);
+
+/// The file in the data directory that says the last run stopped cleanly (its engine closed its
+/// connections); removed at start, written by [`NodeHandle::stop`].
+const CLEAN_STOP_MARKER: &str = "engine-stopped-cleanly";
+
 /// The engine configuration: persistent peers only (the consortium is closed), no discovery,
-/// TCP, status updates every second.
+/// QUIC, status updates every second.
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
     moniker: String,
@@ -185,13 +278,35 @@ impl NodeConfig for EngineConfig {
     }
 }
 
-/// A configured peer: its consensus address with the peer id of its key appended, so the engine
-/// accepts only that key there.
+/// A configured peer: its p2p address as configured (gossip dials it over TCP), and the engine's
+/// QUIC address of it with the peer id of its key appended, so the engine accepts only that key
+/// there.
 #[derive(Clone, Debug)]
 struct ConfiguredPeer {
     key: PublicKey,
     address: Multiaddr,
     address_with_id: Multiaddr,
+}
+
+/// The consensus engine's address for a configured p2p address: the same host, UDP instead of
+/// TCP on the same port number, QUIC v1 (`/ip4/H/tcp/P` → `/ip4/H/udp/P/quic-v1`). Malachite
+/// picks its transport from the listen address, so this is what puts the engine on QUIC; the
+/// TCP port of the same number is transaction gossip's. A `/p2p/…` suffix is dropped.
+pub fn engine_quic_address(configured: &Multiaddr) -> Result<Multiaddr> {
+    use libp2p::multiaddr::Protocol;
+    let mut quic = Multiaddr::empty();
+    let mut port = None;
+    for protocol in configured.iter() {
+        match protocol {
+            Protocol::Tcp(tcp) => port = Some(tcp),
+            Protocol::P2p(_) => {}
+            other => quic.push(other),
+        }
+    }
+    let port = port.with_context(|| format!("{configured} names no TCP port"))?;
+    quic.push(Protocol::Udp(port));
+    quic.push(Protocol::QuicV1);
+    Ok(quic)
 }
 
 fn configured_peers(setup: &NodeSetup) -> Result<Vec<ConfiguredPeer>> {
@@ -202,7 +317,7 @@ fn configured_peers(setup: &NodeSetup) -> Result<Vec<ConfiguredPeer>> {
             let address: Multiaddr = address
                 .parse()
                 .with_context(|| format!("peer address {address:?}"))?;
-            let with_id = format!("{address}/p2p/{}", peer_id(key)?);
+            let with_id = format!("{}/p2p/{}", engine_quic_address(&address)?, peer_id(key)?);
             let address_with_id = with_id
                 .parse()
                 .with_context(|| format!("peer address {with_id:?}"))?;
@@ -223,14 +338,18 @@ fn admitted_peers<'a>(
     peers.iter().filter(|peer| admitted.contains(&peer.key))
 }
 
-fn engine_config(setup: &NodeSetup, persistent_peers: Vec<Multiaddr>) -> Result<EngineConfig> {
-    let listen_addr = setup
-        .listen_addr
-        .parse()
-        .with_context(|| format!("listen address {:?}", setup.listen_addr))?;
+/// The engine's configuration, without persistent peers: `follow_admitted_peers` adds them once
+/// the engine is built.
+fn engine_config(setup: &NodeSetup) -> Result<EngineConfig> {
+    let listen_addr = engine_quic_address(
+        &setup
+            .listen_addr
+            .parse()
+            .with_context(|| format!("listen address {:?}", setup.listen_addr))?,
+    )?;
     let p2p = P2pConfig {
         listen_addr,
-        persistent_peers,
+        persistent_peers: Vec::new(),
         persistent_peers_only: true,
         discovery: DiscoveryConfig {
             enabled: false,
@@ -379,17 +498,46 @@ pub async fn start_with(
     };
     let wal_path = engine_wal_path(&setup.data_dir);
     check_engine_wal(&wal_path, store.head_height()?)?;
-    let engine_peers = initial_peers
-        .iter()
-        .map(|peer| peer.address_with_id.clone())
-        .collect();
+    // The engine starts with no persistent peers (so it dials none and refuses every peer) and
+    // `follow_admitted_peers` adds them once the engine is built: over QUIC a connection can be up
+    // before the consensus actor subscribes to the network, and Malachite 0.8.2 hands a peer's
+    // validator proof, sent once per connection, only to subscribers already there. After a
+    // crash it waits longer, for the peers to drop their connections to the previous run (see
+    // ENGINE_CONNECT_DELAY_AFTER_CRASH).
+    let clean_stop_marker = setup.data_dir.join(CLEAN_STOP_MARKER);
+    let crashed = wal_path.exists() && !clean_stop_marker.exists();
+    match std::fs::remove_file(&clean_stop_marker) {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => {
+            return Err(error).with_context(|| {
+                format!("removing {} before starting", clean_stop_marker.display())
+            })
+        }
+    }
+    let connect_after = if crashed {
+        info!(
+            delay = ?ENGINE_CONNECT_DELAY_AFTER_CRASH,
+            "the previous run did not stop cleanly: the engine connects to its peers after a delay"
+        );
+        ENGINE_CONNECT_DELAY_AFTER_CRASH
+    } else {
+        Duration::ZERO
+    };
     let parts = EngineParts {
         ctx,
-        config: engine_config(&setup, engine_peers)?,
+        config: engine_config(&setup)?,
         wal: WalContext::new(wal_path, BorshCodec),
         identity,
         consensus: consensus_ctx,
     };
+    // The engine only logs a listen failure and runs on deaf; a port taken is an error here.
+    let engine_listen = &parts.config.consensus.p2p.listen_addr;
+    let engine_socket = udp_socket_address(engine_listen);
+    if let Some(socket) = engine_socket {
+        std::net::UdpSocket::bind(socket)
+            .with_context(|| format!("the consensus engine cannot listen on {engine_listen}"))?;
+    }
     #[allow(unused_mut)]
     let mut helpers = Vec::new();
     #[cfg(feature = "byzantine")]
@@ -442,7 +590,7 @@ pub async fn start_with(
         tokio::spawn(follow_admitted_peers(
             reports.admitted.subscribe(),
             peers,
-            initial_peers,
+            connect_after,
             channels.net_requests.clone(),
             gossip.allow_list(),
         )),
@@ -489,6 +637,8 @@ pub async fn start_with(
         stopping,
         gossip,
         helpers,
+        engine_socket,
+        clean_stop_marker,
     })
 }
 
@@ -568,14 +718,18 @@ async fn admit_gossiped(
 }
 
 /// Keeps the engine's persistent peers and gossip's allow-list equal to the configured peers
-/// the ledger admits, as governance changes the validator set.
+/// the ledger admits, as governance changes the validator set. The engine starts with none:
+/// after `connect_after` it gets the admitted ones, and dials them.
 async fn follow_admitted_peers(
     mut admitted: watch::Receiver<BTreeSet<PublicKey>>,
     peers: Vec<ConfiguredPeer>,
-    mut current: Vec<ConfiguredPeer>,
+    connect_after: Duration,
     net_requests: mpsc::Sender<NetworkRequest>,
     allow_list: crate::gossip::AllowList,
 ) {
+    let mut current: Vec<ConfiguredPeer> = Vec::new();
+    tokio::time::sleep(connect_after).await;
+    admitted.mark_changed();
     while admitted.changed().await.is_ok() {
         let keys = admitted.borrow_and_update().clone();
         let next: Vec<ConfiguredPeer> = admitted_peers(&peers, &keys).cloned().collect();
@@ -630,6 +784,24 @@ mod tests {
     use super::*;
     use ipledger_genesis::StoreConfig;
     use ledger_core::testkit::{test_genesis, test_key};
+
+    #[test]
+    fn the_engine_runs_quic_on_the_udp_port_numbered_like_the_configured_tcp_port() {
+        let configured: Multiaddr = "/ip4/10.0.0.2/tcp/26656".parse().unwrap();
+        let quic = engine_quic_address(&configured).unwrap();
+        assert_eq!(quic.to_string(), "/ip4/10.0.0.2/udp/26656/quic-v1");
+        assert_eq!(
+            udp_socket_address(&quic),
+            Some("10.0.0.2:26656".parse().unwrap())
+        );
+        let dns: Multiaddr = "/dns/bank-a.example/tcp/4000".parse().unwrap();
+        assert_eq!(
+            engine_quic_address(&dns).unwrap().to_string(),
+            "/dns/bank-a.example/udp/4000/quic-v1"
+        );
+        let no_port: Multiaddr = "/ip4/10.0.0.2".parse().unwrap();
+        assert!(engine_quic_address(&no_port).is_err());
+    }
 
     #[tokio::test]
     async fn a_byzantine_section_is_refused_without_the_feature() {

@@ -5,6 +5,9 @@
 //! ipledger-faults [--seed N] [--duration-s S] [--faults crash,split,...] [--dir DIR]
 //!                 [--bin target/release] [--load-threads N]
 //! ```
+//!
+//! The fault kinds: crash, crash-during-start, isolate, split, slow-link, lossy-link (see
+//! `faults::schedule::FaultKind`); all of them unless `--faults` names some.
 
 use anyhow::{bail, Context, Result};
 use ipledger_tests::faults::schedule::FaultKind;
@@ -71,6 +74,7 @@ fn main() -> Result<()> {
     }
     println!("  kill -9             : {}", report.kills);
     println!("  link faults applied : {}", report.link_faults_applied);
+    println!("  datagrams proxied   : {}", report.datagrams);
     println!("  acknowledged txs    : {}", report.acknowledged);
     println!("  unanswered submits  : {}", report.unanswered);
     println!("  blocks compared     : 1..={}", report.compared_height);

@@ -29,7 +29,8 @@ pub struct ClusterNode {
 }
 
 /// Four validator processes made by `ipledger-genesis local`, every ordered pair of them
-/// connected through its own link proxy.
+/// connected through its own link proxy: a node's configured peer address `/ip4/H/tcp/P` names
+/// the proxy's port P, which the node dials over UDP (consensus QUIC) and over TCP (gossip).
 pub struct Cluster {
     /// The network directory.
     pub dir: PathBuf,
@@ -239,13 +240,41 @@ impl Cluster {
             .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
     }
 
-    /// Sets the faults of the links between `a` and `b`, both directions.
-    pub fn set_link(&self, a: usize, b: usize, faults: LinkFaults) {
+    /// Sets the faults of the links between `a` and `b`, both directions; fails if either has
+    /// no proxy (the fault could not be injected).
+    pub fn set_link(&self, a: usize, b: usize, faults: LinkFaults) -> Result<()> {
         for key in [(a, b), (b, a)] {
-            if let Some(proxy) = self.proxies.get(&key) {
-                proxy.link.set(faults);
-            }
+            let proxy = self
+                .proxies
+                .get(&key)
+                .with_context(|| format!("no link proxy from node {} to node {}", key.0, key.1))?;
+            proxy.link.set(faults);
         }
+        Ok(())
+    }
+
+    /// Every link `(i, j)` with `i < j` (each stands for both directions).
+    pub fn links(&self) -> Vec<(usize, usize)> {
+        self.proxies
+            .keys()
+            .copied()
+            .filter(|(i, j)| i < j)
+            .collect()
+    }
+
+    /// How many datagrams the UDP proxies of `links` (both directions of each) have seen.
+    pub fn datagrams(&self, links: &[(usize, usize)]) -> u64 {
+        links
+            .iter()
+            .flat_map(|&(a, b)| [(a, b), (b, a)])
+            .filter_map(|key| self.proxies.get(&key))
+            .map(|proxy| {
+                proxy
+                    .link
+                    .datagrams
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            })
+            .sum()
     }
 
     /// Sets the faults of every link.

@@ -15,6 +15,10 @@
 //!   when the links were cut).
 //!
 //! Anything else is an anomaly, reported with the seed that reruns the same schedule.
+//!
+//! A fault that cannot be injected fails the run: a node that cannot be killed or started is an
+//! error, and a link fault during which no consensus datagram crossed the faulty links (so the
+//! engine's traffic did not go through the proxies) is an anomaly.
 
 pub mod cluster;
 pub mod proxy;
@@ -81,6 +85,8 @@ pub struct Report {
     pub kills: u64,
     /// Datagrams dropped, duplicated or held and connections cut by the link proxies.
     pub link_faults_applied: u64,
+    /// Datagrams (consensus traffic) the link proxies saw, either way.
+    pub datagrams: u64,
     /// Transactions answered as committed.
     pub acknowledged: u64,
     /// Submissions that got no answer of committed (node down, timeout, busy).
@@ -155,6 +161,7 @@ pub fn run(options: &Options) -> Result<Report> {
         .anomalies
         .extend(load.anomalies.lock().expect("anomaly lock").drain(..));
     report.link_faults_applied = cluster.link_faults_applied();
+    report.datagrams = cluster.datagrams(&cluster.links());
     check_after_faults(&mut cluster, &load, &mut report)?;
     let names: Vec<String> = cluster.nodes.iter().map(|n| n.name.clone()).collect();
     report.peak_rss_kib = rss.into_inner().expect("rss lock").peaks(&names);
@@ -208,37 +215,34 @@ fn inject(cluster: &Mutex<Cluster>, steps: &[Step], report: &mut Report) -> Resu
                 lock().start(node)?;
             }
             Fault::Isolate { node, span } => {
-                let others: Vec<usize> = (0..lock().nodes.len()).filter(|&o| o != node).collect();
-                for &other in &others {
-                    lock().set_link(node, other, cut());
-                }
-                std::thread::sleep(span);
-                for &other in &others {
-                    lock().set_link(node, other, LinkFaults::default());
-                }
+                let links: Vec<(usize, usize)> = (0..lock().nodes.len())
+                    .filter(|&other| other != node)
+                    .map(|other| (node, other))
+                    .collect();
+                let crossed = link_fault(&lock, &links, cut(), span, |_| {})?;
+                report.check_link_fault(number, crossed);
             }
             Fault::Split { pair, span } => {
                 let count = lock().nodes.len();
                 let side = |i: usize| i == pair.0 || i == pair.1;
-                for a in 0..count {
-                    for b in 0..count {
-                        if side(a) && !side(b) {
-                            lock().set_link(a, b, cut());
-                        }
+                let links: Vec<(usize, usize)> = (0..count)
+                    .flat_map(|a| (0..count).map(move |b| (a, b)))
+                    .filter(|&(a, b)| side(a) && !side(b))
+                    .collect();
+                let crossed = link_fault(&lock, &links, cut(), span, |span| {
+                    // A block whose precommits were already on their way may still commit.
+                    std::thread::sleep(Duration::from_secs(1).min(span));
+                    let at_cut = lock().max_height();
+                    std::thread::sleep(span.saturating_sub(Duration::from_secs(1)));
+                    let at_heal = lock().max_height();
+                    if at_heal > at_cut + 1 {
+                        report.anomalies.push(format!(
+                            "fault {number}: during a 2-2 split the network went from height \
+                             {at_cut} to {at_heal}"
+                        ));
                     }
-                }
-                // A block whose precommits were already on their way may still commit.
-                std::thread::sleep(Duration::from_secs(1).min(span));
-                let at_cut = lock().max_height();
-                std::thread::sleep(span.saturating_sub(Duration::from_secs(1)));
-                let at_heal = lock().max_height();
-                if at_heal > at_cut + 1 {
-                    report.anomalies.push(format!(
-                        "fault {number}: during a 2-2 split the network went from height \
-                         {at_cut} to {at_heal}"
-                    ));
-                }
-                lock().set_all_links(LinkFaults::default());
+                })?;
+                report.check_link_fault(number, crossed);
             }
             Fault::SlowLink {
                 a,
@@ -250,24 +254,24 @@ fn inject(cluster: &Mutex<Cluster>, steps: &[Step], report: &mut Report) -> Resu
                     delay_ms,
                     ..LinkFaults::default()
                 };
-                lock().set_link(a, b, slow);
-                std::thread::sleep(span);
-                lock().set_link(a, b, LinkFaults::default());
+                let crossed = link_fault(&lock, &[(a, b)], slow, span, |_| {})?;
+                report.check_link_fault(number, crossed);
             }
-            Fault::LossyGossip {
+            Fault::LossyLink {
                 loss,
                 duplicate,
                 reorder,
                 span,
             } => {
-                lock().set_all_links(LinkFaults {
+                let lossy = LinkFaults {
                     loss,
                     duplicate,
                     reorder,
                     ..LinkFaults::default()
-                });
-                std::thread::sleep(span);
-                lock().set_all_links(LinkFaults::default());
+                };
+                let links = lock().links();
+                let crossed = link_fault(&lock, &links, lossy, span, |_| {})?;
+                report.check_link_fault(number, crossed);
             }
         }
         let ended = lock().max_height();
@@ -280,11 +284,49 @@ fn inject(cluster: &Mutex<Cluster>, steps: &[Step], report: &mut Report) -> Resu
             || lock().max_height() > ended,
         );
         match recovery {
-            Ok(took) => report.longest_recovery = report.longest_recovery.max(took),
+            Ok(took) => {
+                println!("fault {number}: the network committed again after {took:.1?}");
+                report.longest_recovery = report.longest_recovery.max(took)
+            }
             Err(error) => report.anomalies.push(format!("{error:#}")),
         }
     }
     Ok(())
+}
+
+/// Sets `faults` on `links` (both directions of each), runs `during` (or sleeps) for `span`,
+/// heals them; returns how many datagrams crossed those links meanwhile.
+fn link_fault<'a>(
+    lock: &impl Fn() -> std::sync::MutexGuard<'a, Cluster>,
+    links: &[(usize, usize)],
+    faults: LinkFaults,
+    span: Duration,
+    during: impl FnOnce(Duration),
+) -> Result<u64> {
+    let before = lock().datagrams(links);
+    for &(a, b) in links {
+        lock().set_link(a, b, faults)?;
+    }
+    let started = Instant::now();
+    during(span);
+    std::thread::sleep(span.saturating_sub(started.elapsed()));
+    let crossed = lock().datagrams(links) - before;
+    for &(a, b) in links {
+        lock().set_link(a, b, LinkFaults::default())?;
+    }
+    Ok(crossed)
+}
+
+impl Report {
+    /// A link fault during which no consensus datagram reached the faulty links did nothing to
+    /// consensus: it was not injected, and the run must not pass as if it had been.
+    fn check_link_fault(&mut self, number: usize, datagrams: u64) {
+        if datagrams == 0 {
+            self.anomalies.push(format!(
+                "fault {number} was not injected: no consensus datagram crossed its links"
+            ));
+        }
+    }
 }
 
 fn cut() -> LinkFaults {

@@ -1,10 +1,11 @@
 //! Link proxies that the fault harness puts between every ordered pair of nodes.
 //!
-//! Node `i` reaches node `j` only through the proxy of link `(i, j)`: a TCP proxy for the
-//! consensus engine's libp2p connection and a UDP proxy, on the same port number, for the
-//! transaction gossip's QUIC (which dials the UDP port numbered like the peer's TCP port).
-//! libp2p's streams are encrypted, so the TCP proxy can only cut or delay a connection; the UDP
-//! proxy works per packet and can also drop, duplicate and reorder.
+//! Node `i` reaches node `j` only through the proxy of link `(i, j)`: a UDP proxy for the
+//! consensus engine's QUIC (which a node runs on the UDP port numbered like its configured
+//! `/ip4/H/tcp/P` address) and a TCP proxy, on the same port number, for the transaction
+//! gossip's libp2p TCP connection. The UDP proxy works per packet, in both directions: it can cut,
+//! delay, drop, duplicate and reorder consensus traffic. libp2p's TCP streams are encrypted, so
+//! the TCP proxy can only cut or delay a gossip connection.
 //!
 //! Every proxy polls its sockets with [`POLL`] timeouts, so a change of [`LinkFaults`] or a stop
 //! takes effect within that time, and every thread it starts ends when it is stopped.
@@ -12,13 +13,13 @@
 use anyhow::{Context, Result};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How often every proxy thread looks at its link's faults and the stop flag.
 pub const POLL: Duration = Duration::from_millis(50);
@@ -29,13 +30,17 @@ const DATAGRAM_BYTES_MAX: usize = 65_535;
 const UDP_CLIENTS_MAX: usize = 64;
 /// The most TCP connections one proxy forwards at once; further ones are closed at once.
 const TCP_CONNECTIONS_MAX: usize = 64;
+/// The most datagrams one direction of a link holds while they wait out a delay; past it, new
+/// ones are dropped (as a router's full queue would).
+const DELAYED_MAX: usize = 10_000;
 
-/// What a link does to the traffic crossing it. The default is a healthy link.
+/// What a link does to the traffic crossing it, both ways. The default is a healthy link.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct LinkFaults {
-    /// Nothing crosses; open TCP connections are closed.
+    /// Nothing crosses: every datagram is dropped, open TCP connections are closed, new ones
+    /// refused.
     pub cut: bool,
-    /// Added to every TCP chunk and UDP datagram, in milliseconds.
+    /// Added to every UDP datagram and TCP chunk, in milliseconds.
     pub delay_ms: u64,
     /// Share of UDP datagrams dropped.
     pub loss: f64,
@@ -52,6 +57,9 @@ pub struct Link {
     /// Datagrams dropped, duplicated or reordered, and TCP connections cut, so a run can show
     /// that the faults it asked for happened.
     pub faults_applied: AtomicU64,
+    /// Datagrams that reached the UDP proxy, either way (dropped ones included), so a run can
+    /// show that consensus traffic crossed a link while it was faulty.
+    pub datagrams: AtomicU64,
 }
 
 impl Link {
@@ -66,7 +74,8 @@ impl Link {
     }
 }
 
-/// A TCP and a UDP proxy on one port number, forwarding to a node's TCP and UDP ports.
+/// A UDP and a TCP proxy on one port number, forwarding to a node's UDP (consensus) and TCP
+/// (gossip) ports.
 pub struct LinkProxy {
     /// The port both proxies listen on (127.0.0.1).
     pub port: u16,
@@ -208,8 +217,146 @@ fn tcp_pump(mut from: TcpStream, mut to: TcpStream, link: &Link, stop: &AtomicBo
     let _ = to.shutdown(Shutdown::Both);
 }
 
-/// Forwards datagrams from clients to `target` and back, applying the link's faults to the
-/// client → target direction (each direction of a node pair has its own link proxy).
+/// A datagram on its way out of the proxy.
+struct Datagram {
+    socket: Arc<UdpSocket>,
+    /// `None`: `socket` is connected to where it goes.
+    to: Option<SocketAddr>,
+    bytes: Vec<u8>,
+}
+
+impl Datagram {
+    fn send(&self) {
+        let _ = match self.to {
+            Some(to) => self.socket.send_to(&self.bytes, to),
+            None => self.socket.send(&self.bytes),
+        };
+    }
+}
+
+/// One direction of a UDP link: its own random choices, the datagram held back to be sent after
+/// the next one, and the datagrams waiting out the link's delay (in arrival order, each with the
+/// time it is due, so a delay postpones every datagram without queueing them behind each other's
+/// delay).
+struct Lane {
+    rng: ChaCha8Rng,
+    held: Option<Datagram>,
+    delayed: VecDeque<(Instant, Datagram)>,
+}
+
+impl Lane {
+    fn new(seed: u64) -> Lane {
+        Lane {
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            held: None,
+            delayed: VecDeque::new(),
+        }
+    }
+
+    fn chance(&mut self, share: f64) -> bool {
+        share > 0.0 && (self.rng.next_u64() as f64 / u64::MAX as f64) < share
+    }
+
+    /// A datagram arrived: drop, hold back, duplicate or delay it as the link's faults say.
+    fn arrived(&mut self, datagram: Datagram, link: &Link) {
+        link.datagrams.fetch_add(1, Ordering::Relaxed);
+        let faults = link.get();
+        if faults.cut || self.chance(faults.loss) {
+            link.faults_applied.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if self.held.is_none() && self.chance(faults.reorder) {
+            link.faults_applied.fetch_add(1, Ordering::Relaxed);
+            self.held = Some(datagram);
+            return;
+        }
+        let twice = self.chance(faults.duplicate);
+        if twice {
+            link.faults_applied.fetch_add(1, Ordering::Relaxed);
+            let copy = Datagram {
+                socket: datagram.socket.clone(),
+                to: datagram.to,
+                bytes: datagram.bytes.clone(),
+            };
+            self.forward(copy, &faults, link);
+        }
+        self.forward(datagram, &faults, link);
+        if let Some(held) = self.held.take() {
+            self.forward(held, &faults, link);
+        }
+    }
+
+    /// Sends `datagram` now, or after the link's delay.
+    fn forward(&mut self, datagram: Datagram, faults: &LinkFaults, link: &Link) {
+        if faults.delay_ms == 0 && self.delayed.is_empty() {
+            datagram.send();
+        } else if self.delayed.len() >= DELAYED_MAX {
+            link.faults_applied.fetch_add(1, Ordering::Relaxed);
+        } else {
+            let due = Instant::now() + Duration::from_millis(faults.delay_ms);
+            self.delayed.push_back((due, datagram));
+        }
+    }
+
+    /// Sends the delayed datagrams that are due (in order), and the held one if the link went
+    /// `quiet`; a link cut meanwhile drops them.
+    fn release(&mut self, link: &Link, quiet: bool) {
+        let cut = link.get().cut;
+        let now = Instant::now();
+        while self.delayed.front().is_some_and(|(due, _)| *due <= now) {
+            let (_, datagram) = self.delayed.pop_front().expect("a front");
+            if cut {
+                link.faults_applied.fetch_add(1, Ordering::Relaxed);
+            } else {
+                datagram.send();
+            }
+        }
+        if quiet {
+            if let Some(held) = self.held.take() {
+                if cut {
+                    link.faults_applied.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    held.send();
+                }
+            }
+        }
+    }
+
+    /// How long to wait for the next datagram: [`POLL`], or less if a delayed one is due sooner.
+    fn wait(&self) -> Duration {
+        let until_due = self.delayed.front().map_or(POLL, |(due, _)| {
+            due.saturating_duration_since(Instant::now())
+        });
+        until_due.clamp(Duration::from_millis(1), POLL)
+    }
+}
+
+/// Receives on `socket` until the proxy stops, passing each datagram and its sender to
+/// `arrived`, and letting `lane` send what is due.
+fn receive_loop(
+    socket: &UdpSocket,
+    lane: &mut Lane,
+    link: &Link,
+    stop: &AtomicBool,
+    mut arrived: impl FnMut(&mut Lane, Vec<u8>, SocketAddr),
+) {
+    let mut buffer = vec![0u8; DATAGRAM_BYTES_MAX];
+    while !stop.load(Ordering::Relaxed) {
+        let _ = socket.set_read_timeout(Some(lane.wait()));
+        let quiet = match socket.recv_from(&mut buffer) {
+            Ok((read, from)) => {
+                arrived(lane, buffer[..read].to_vec(), from);
+                false
+            }
+            Err(_) => true,
+        };
+        lane.release(link, quiet);
+    }
+}
+
+/// Forwards datagrams from clients to `target` and back, each direction applying the link's
+/// faults on its own ([`Lane`]): a cut drops everything both ways, a delay, loss, duplication
+/// or reordering hits the datagrams going either way.
 fn udp_loop(
     socket: UdpSocket,
     target: SocketAddr,
@@ -218,104 +365,82 @@ fn udp_loop(
     seed: u64,
 ) {
     let socket = Arc::new(socket);
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut upstreams: HashMap<SocketAddr, Arc<UdpSocket>> = HashMap::new();
     let mut repliers: Vec<JoinHandle<()>> = Vec::new();
-    let mut held: Option<(Arc<UdpSocket>, Vec<u8>)> = None;
-    let mut buffer = vec![0u8; DATAGRAM_BYTES_MAX];
-    let chance = |rng: &mut ChaCha8Rng, share: f64| {
-        share > 0.0 && (rng.next_u64() as f64 / u64::MAX as f64) < share
-    };
-    while !stop.load(Ordering::Relaxed) {
-        let (read, client) = match socket.recv_from(&mut buffer) {
-            Ok(received) => received,
-            Err(_) => {
-                // Quiet link: let a held datagram go rather than keep it forever.
-                if let Some((upstream, datagram)) = held.take() {
-                    let _ = upstream.send(&datagram);
+    let mut lane = Lane::new(seed);
+    receive_loop(
+        &socket.clone(),
+        &mut lane,
+        link,
+        stop,
+        |lane, bytes, client| {
+            let upstream = match upstreams.get(&client) {
+                Some(upstream) => upstream.clone(),
+                None if upstreams.len() < UDP_CLIENTS_MAX => {
+                    let Ok(upstream) = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)) else {
+                        return;
+                    };
+                    if upstream.connect(target).is_err() {
+                        return;
+                    }
+                    let upstream = Arc::new(upstream);
+                    let (reply_socket, reply_from) = (socket.clone(), upstream.clone());
+                    let (link, stop) = (link.clone(), stop.clone());
+                    let reply_seed = seed ^ (upstreams.len() as u64 + 1).wrapping_mul(0x9E37_79B9);
+                    if let Ok(replier) = std::thread::Builder::new()
+                        .name("udp-replier".into())
+                        .spawn(move || {
+                            udp_replies(&reply_from, reply_socket, client, &link, &stop, reply_seed)
+                        })
+                    {
+                        repliers.push(replier);
+                    }
+                    upstreams.insert(client, upstream.clone());
+                    upstream
                 }
-                continue;
-            }
-        };
-        let upstream = match upstreams.get(&client) {
-            Some(upstream) => upstream.clone(),
-            None if upstreams.len() < UDP_CLIENTS_MAX => {
-                let Ok(upstream) = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)) else {
-                    continue;
-                };
-                if upstream.connect(target).is_err()
-                    || upstream.set_read_timeout(Some(POLL)).is_err()
-                {
-                    continue;
-                }
-                let upstream = Arc::new(upstream);
-                let (reply_socket, reply_from) = (socket.clone(), upstream.clone());
-                let (link, stop) = (link.clone(), stop.clone());
-                if let Ok(replier) = std::thread::Builder::new()
-                    .name("udp-replier".into())
-                    .spawn(move || udp_replies(&reply_from, &reply_socket, client, &link, &stop))
-                {
-                    repliers.push(replier);
-                }
-                upstreams.insert(client, upstream.clone());
-                upstream
-            }
-            None => continue,
-        };
-        let faults = link.get();
-        let datagram = buffer[..read].to_vec();
-        if faults.cut || chance(&mut rng, faults.loss) {
-            link.faults_applied.fetch_add(1, Ordering::Relaxed);
-            continue;
-        }
-        if faults.delay_ms > 0 {
-            std::thread::sleep(Duration::from_millis(faults.delay_ms));
-        }
-        if held.is_none() && chance(&mut rng, faults.reorder) {
-            link.faults_applied.fetch_add(1, Ordering::Relaxed);
-            held = Some((upstream, datagram));
-            continue;
-        }
-        let _ = upstream.send(&datagram);
-        if chance(&mut rng, faults.duplicate) {
-            link.faults_applied.fetch_add(1, Ordering::Relaxed);
-            let _ = upstream.send(&datagram);
-        }
-        if let Some((held_upstream, held_datagram)) = held.take() {
-            let _ = held_upstream.send(&held_datagram);
-        }
-    }
+                None => return,
+            };
+            let datagram = Datagram {
+                socket: upstream,
+                to: None,
+                bytes,
+            };
+            lane.arrived(datagram, link);
+        },
+    );
     for replier in repliers {
         replier.join().expect("a replier thread does not panic");
     }
 }
 
-/// Sends what the target answers on `upstream` back to `client`; a cut link drops it.
+/// Sends what the target answers on `upstream` back to `client` through the proxy's `socket`,
+/// with the link's faults.
 fn udp_replies(
     upstream: &UdpSocket,
-    socket: &UdpSocket,
+    socket: Arc<UdpSocket>,
     client: SocketAddr,
     link: &Link,
     stop: &AtomicBool,
+    seed: u64,
 ) {
-    let mut buffer = vec![0u8; DATAGRAM_BYTES_MAX];
-    while !stop.load(Ordering::Relaxed) {
-        let Ok(read) = upstream.recv(&mut buffer) else {
-            continue;
+    let mut lane = Lane::new(seed);
+    receive_loop(upstream, &mut lane, link, stop, |lane, bytes, _| {
+        let datagram = Datagram {
+            socket: socket.clone(),
+            to: Some(client),
+            bytes,
         };
-        if link.get().cut {
-            continue;
-        }
-        let _ = socket.send_to(&buffer[..read], client);
-    }
+        lane.arrived(datagram, link);
+    });
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_udp_proxy_forwards_both_ways_and_a_cut_link_drops_everything() {
+    /// A client and a server talking through a link proxy: `(client, server, proxy, the
+    /// address the server sees the client at)`, after one exchange.
+    fn udp_pair() -> (UdpSocket, UdpSocket, LinkProxy, SocketAddr) {
         let server = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
         server
             .set_read_timeout(Some(Duration::from_secs(5)))
@@ -327,27 +452,120 @@ mod tests {
             .unwrap();
         client.connect((Ipv4Addr::LOCALHOST, proxy.port)).unwrap();
         let mut buffer = [0u8; 16];
-
         client.send(b"ping").unwrap();
         let (read, from) = server.recv_from(&mut buffer).unwrap();
         assert_eq!(&buffer[..read], b"ping");
         server.send_to(b"pong", from).unwrap();
         let read = client.recv(&mut buffer).unwrap();
         assert_eq!(&buffer[..read], b"pong");
+        (client, server, proxy, from)
+    }
 
+    /// Receives until `socket` is quiet for 300 ms.
+    fn receive_all(socket: &UdpSocket) -> Vec<u32> {
+        socket
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let mut buffer = [0u8; 16];
+        let mut received = Vec::new();
+        while let Ok((read, _)) = socket.recv_from(&mut buffer) {
+            received.push(u32::from_le_bytes(buffer[..read].try_into().unwrap()));
+        }
+        received
+    }
+
+    #[test]
+    fn a_udp_proxy_forwards_both_ways_and_a_cut_link_drops_everything_both_ways() {
+        let (client, server, proxy, from) = udp_pair();
         proxy.link.set(LinkFaults {
             cut: true,
             ..LinkFaults::default()
         });
         client.send(b"lost").unwrap();
-        server
-            .set_read_timeout(Some(Duration::from_millis(300)))
-            .unwrap();
-        assert!(
-            server.recv_from(&mut buffer).is_err(),
-            "a cut link forwards nothing"
-        );
-        assert!(proxy.link.faults_applied.load(Ordering::Relaxed) >= 1);
+        server.send_to(b"lost", from).unwrap();
+        let mut buffer = [0u8; 16];
+        for socket in [&server, &client] {
+            socket
+                .set_read_timeout(Some(Duration::from_millis(300)))
+                .unwrap();
+            assert!(
+                socket.recv_from(&mut buffer).is_err(),
+                "a cut link forwards nothing either way"
+            );
+        }
+        assert_eq!(proxy.link.faults_applied.load(Ordering::Relaxed), 2);
+        assert_eq!(proxy.link.datagrams.load(Ordering::Relaxed), 4);
+        proxy.stop();
+    }
+
+    #[test]
+    fn a_slow_udp_link_delays_every_datagram_once_without_queueing_them_both_ways() {
+        let (client, server, proxy, from) = udp_pair();
+        let delay = Duration::from_millis(200);
+        proxy.link.set(LinkFaults {
+            delay_ms: delay.as_millis() as u64,
+            ..LinkFaults::default()
+        });
+        for (sender, receiver, to) in [(&client, &server, None), (&server, &client, Some(from))] {
+            let sent = Instant::now();
+            for number in 0u32..50 {
+                match to {
+                    None => sender.send(&number.to_le_bytes()).unwrap(),
+                    Some(to) => sender.send_to(&number.to_le_bytes(), to).unwrap(),
+                };
+            }
+            let mut buffer = [0u8; 16];
+            receiver
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            receiver.recv_from(&mut buffer).unwrap();
+            let first = sent.elapsed();
+            let rest = receive_all(receiver);
+            let last = sent.elapsed() - Duration::from_millis(300);
+            assert!(first >= delay, "the first datagram came after {first:?}");
+            assert_eq!(rest, (1..50).collect::<Vec<u32>>(), "all of them, in order");
+            assert!(
+                last < 4 * delay,
+                "fifty datagrams delayed by {delay:?} took {last:?}: each one waited once"
+            );
+        }
+        proxy.stop();
+    }
+
+    #[test]
+    fn a_lossy_udp_link_drops_duplicates_and_reorders_both_ways() {
+        let (client, server, proxy, from) = udp_pair();
+        proxy.link.set(LinkFaults {
+            loss: 0.3,
+            duplicate: 0.2,
+            reorder: 0.2,
+            ..LinkFaults::default()
+        });
+        for (sender, receiver, to) in [(&client, &server, None), (&server, &client, Some(from))] {
+            for number in 0u32..400 {
+                match to {
+                    None => sender.send(&number.to_le_bytes()).unwrap(),
+                    Some(to) => sender.send_to(&number.to_le_bytes(), to).unwrap(),
+                };
+                // Keep below the socket buffers, so every loss is the proxy's.
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            let received = receive_all(receiver);
+            let mut distinct = received.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            assert!(
+                distinct.len() < 360,
+                "some lost: {} of 400 came",
+                distinct.len()
+            );
+            assert!(distinct.len() > 200, "most came: {}", distinct.len());
+            assert!(received.len() > distinct.len(), "some came twice");
+            assert!(
+                received.windows(2).any(|pair| pair[0] > pair[1]),
+                "some came out of order"
+            );
+        }
         proxy.stop();
     }
 

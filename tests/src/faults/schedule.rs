@@ -17,10 +17,10 @@ pub enum FaultKind {
     Isolate,
     /// The links between two pairs of nodes cut: no side has a quorum, so no block may commit.
     Split,
-    /// The links between two nodes delayed.
+    /// The links between two nodes delayed: consensus datagrams and gossip chunks.
     SlowLink,
-    /// Gossip datagrams on every link dropped, duplicated and reordered.
-    LossyGossip,
+    /// Consensus datagrams on every link dropped, duplicated and reordered.
+    LossyLink,
 }
 
 impl FaultKind {
@@ -31,7 +31,7 @@ impl FaultKind {
         FaultKind::Isolate,
         FaultKind::Split,
         FaultKind::SlowLink,
-        FaultKind::LossyGossip,
+        FaultKind::LossyLink,
     ];
 
     /// The kind's name on the command line and in reports.
@@ -42,7 +42,7 @@ impl FaultKind {
             FaultKind::Isolate => "isolate",
             FaultKind::Split => "split",
             FaultKind::SlowLink => "slow-link",
-            FaultKind::LossyGossip => "lossy-gossip",
+            FaultKind::LossyLink => "lossy-link",
         }
     }
 }
@@ -90,8 +90,9 @@ pub enum Fault {
         delay_ms: u64,
         span: Duration,
     },
-    /// Drop, duplicate and reorder gossip datagrams on every link for `span`.
-    LossyGossip {
+    /// Drop, duplicate and reorder the (consensus) datagrams on every link, both ways, for
+    /// `span`.
+    LossyLink {
         loss: f64,
         duplicate: f64,
         reorder: f64,
@@ -108,7 +109,7 @@ impl Fault {
             Fault::Isolate { .. } => FaultKind::Isolate,
             Fault::Split { .. } => FaultKind::Split,
             Fault::SlowLink { .. } => FaultKind::SlowLink,
-            Fault::LossyGossip { .. } => FaultKind::LossyGossip,
+            Fault::LossyLink { .. } => FaultKind::LossyLink,
         }
     }
 }
@@ -168,7 +169,7 @@ pub fn schedule(seed: u64, kinds: &[FaultKind], nodes: usize, duration: Duration
                 delay_ms: millis(20, 400).as_millis() as u64,
                 span: millis(2_000, 8_000),
             },
-            FaultKind::LossyGossip => Fault::LossyGossip {
+            FaultKind::LossyLink => Fault::LossyLink {
                 loss: (pick % 30) as f64 / 100.0,
                 duplicate: (pick / 30 % 20) as f64 / 100.0,
                 reorder: (pick / 600 % 20) as f64 / 100.0,
@@ -192,7 +193,7 @@ pub fn fault_span(fault: &Fault) -> Duration {
         Fault::Isolate { span, .. }
         | Fault::Split { span, .. }
         | Fault::SlowLink { span, .. }
-        | Fault::LossyGossip { span, .. } => *span,
+        | Fault::LossyLink { span, .. } => *span,
     }
 }
 
@@ -227,7 +228,7 @@ mod tests {
                     | Fault::Isolate { node, .. } => prop_assert!(node < 4),
                     Fault::Split { pair: (a, b), .. } => prop_assert!(a < b && b < 4),
                     Fault::SlowLink { a, b, .. } => prop_assert!(a != b && a < 4 && b < 4),
-                    Fault::LossyGossip { loss, duplicate, reorder, .. } => {
+                    Fault::LossyLink { loss, duplicate, reorder, .. } => {
                         prop_assert!(loss < 1.0 && duplicate < 1.0 && reorder < 1.0)
                     }
                 }
