@@ -331,12 +331,11 @@ fn choose_ports(options: &LocalOptions) -> Result<Vec<(u16, u16)>, LocalError> {
             .map(|i| (base + 2 * i, base + 2 * i + 1))
             .collect());
     }
-    let ports = crate::ports::free_ports(options.host, 2 * n).map_err(|source| {
-        LocalError::Ports {
+    let ports =
+        crate::ports::free_ports(options.host, 2 * n).map_err(|source| LocalError::Ports {
             host: options.host,
             source,
-        }
-    })?;
+        })?;
     Ok(ports.chunks(2).map(|pair| (pair[0], pair[1])).collect())
 }
 

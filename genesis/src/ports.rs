@@ -103,10 +103,7 @@ mod tests {
 
     #[test]
     fn candidates_avoid_the_ephemeral_range() {
-        assert_eq!(
-            candidate_range((32_768, 60_999)).unwrap(),
-            (10_000, 32_767)
-        );
+        assert_eq!(candidate_range((32_768, 60_999)).unwrap(), (10_000, 32_767));
         assert_eq!(candidate_range((1_024, 50_000)).unwrap(), (50_001, 65_535));
         assert!(candidate_range((10_500, 65_000)).is_err());
     }

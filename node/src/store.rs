@@ -42,9 +42,7 @@ pub mod wal;
 pub use error::{is_no_space, mentions_no_space, StoreError};
 pub use snapshot::Snapshot;
 pub use tables::name as table_names;
-pub use tables::{
-    TxLocation, ASSETS_PAGE_MAX, STORE_FORMAT_VERSION, TWO_PHASE_COMMIT,
-};
+pub use tables::{TxLocation, ASSETS_PAGE_MAX, STORE_FORMAT_VERSION, TWO_PHASE_COMMIT};
 pub use verify::VerifyReport;
 
 use error::{corrupt, DbContext};
