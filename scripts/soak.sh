@@ -11,6 +11,9 @@ cd "$(dirname "$0")/.."
 
 minutes=${1:-60}
 seed=${2:-$(od -An -N8 -tu8 /dev/urandom | tr -d ' ')}
+# A store cache small enough to be full within the first ten minutes, so that the memory rule
+# below sees any other growth (the cache is a config setting, default 64 MiB).
+store_cache_mib=${SOAK_STORE_CACHE_MIB:-16}
 kinds=crash,crash-during-start,isolate,split,slow-link,lossy-link
 
 cargo build --release -q -p ipledger-node -p ipledger-genesis -p ipledger-tests -p ipledger-client
@@ -19,7 +22,7 @@ log="$dir/run.log"
 echo "soak: seed $seed, $minutes minutes, network and logs in $dir"
 status=0
 target/release/ipledger-faults --seed "$seed" --duration-s $((minutes * 60)) --faults "$kinds" \
-  --dir "$dir/net" | tee "$log" || status=$?
+  --dir "$dir/net" --store-cache-mib "$store_cache_mib" | tee "$log" || status=$?
 
 echo "== soak summary"
 echo "runs: 1 (seed $seed, $minutes minutes)"

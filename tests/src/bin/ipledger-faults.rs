@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! ipledger-faults [--seed N] [--duration-s S] [--faults crash,split,...] [--dir DIR]
-//!                 [--bin target/release] [--load-threads N]
+//!                 [--bin target/release] [--load-threads N] [--store-cache-mib M]
 //! ```
 //!
 //! The fault kinds: crash, crash-during-start, isolate, split, slow-link, lossy-link (see
@@ -24,6 +24,7 @@ fn options() -> Result<Options> {
         dir: PathBuf::new(),
         bin: PathBuf::from("target/release"),
         load_threads: 16,
+        store_cache_mib: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -45,6 +46,9 @@ fn options() -> Result<Options> {
             "--dir" => options.dir = PathBuf::from(value),
             "--bin" => options.bin = PathBuf::from(value),
             "--load-threads" => options.load_threads = value.parse().context("--load-threads")?,
+            "--store-cache-mib" => {
+                options.store_cache_mib = Some(value.parse().context("--store-cache-mib")?)
+            }
             _ => bail!("unknown flag {flag}; see the top of tests/src/bin/ipledger-faults.rs"),
         }
     }

@@ -45,7 +45,12 @@ pub struct Cluster {
 impl Cluster {
     /// Creates the consortium in `dir` with `bin/ipledger-genesis`, rewrites every node's peers to
     /// go through link proxies, and starts nothing yet.
-    pub fn create(dir: &Path, bin: &Path, seed: u64) -> Result<Cluster> {
+    pub fn create(
+        dir: &Path,
+        bin: &Path,
+        seed: u64,
+        store_cache_mib: Option<u32>,
+    ) -> Result<Cluster> {
         let status = Command::new(bin.join("ipledger-genesis"))
             .args(["local", "--dir"])
             .arg(dir)
@@ -82,6 +87,9 @@ impl Cluster {
                 let proxy = LinkProxy::start(listen_ports[j], link_seed)?;
                 peer.address = P2pAddress::tcp(Ipv4Addr::LOCALHOST.into(), proxy.port);
                 proxies.insert((i, j), proxy);
+            }
+            if let Some(cache_mib) = store_cache_mib {
+                config.store.cache_mib = cache_mib;
             }
             config
                 .save(&path)

@@ -64,6 +64,10 @@ pub struct Options {
     pub bin: PathBuf,
     /// Concurrent submitters.
     pub load_threads: usize,
+    /// Every node's `[store] cache_mib`; `None` leaves `ipledger-genesis local`'s default. The
+    /// soak sets a small one so that the cache is full within its first ten minutes and any
+    /// other growth shows.
+    pub store_cache_mib: Option<u32>,
 }
 
 /// A transaction a node answered as committed.
@@ -112,7 +116,12 @@ pub fn run(options: &Options) -> Result<Report> {
             .parent()
             .context("the run directory has a parent")?,
     )?;
-    let mut cluster = Cluster::create(&options.dir, &options.bin, options.seed)?;
+    let mut cluster = Cluster::create(
+        &options.dir,
+        &options.bin,
+        options.seed,
+        options.store_cache_mib,
+    )?;
     let steps = schedule(
         options.seed,
         &options.kinds,
