@@ -14,6 +14,7 @@
 //! admission as submitted ones (signatures, rules); gossip is best effort and never trusted: a
 //! transaction it loses still waits in its first node's mempool.
 
+use crate::p2p_socket;
 use crate::runner::peer_id;
 use anyhow::{Context as _, Result};
 use ledger_core::crypto::{Digest, PublicKey, SigningKey};
@@ -66,21 +67,6 @@ pub fn gossip_tcp_address(configured: &Multiaddr) -> Result<Multiaddr> {
     }
     anyhow::ensure!(tcp, "{configured} names no TCP port");
     Ok(gossip)
-}
-
-/// The IP socket address of an `/ip4|ip6/…/tcp/…` multiaddr (not of a DNS name).
-fn tcp_socket_address(address: &Multiaddr) -> Option<std::net::SocketAddr> {
-    let mut ip = None;
-    let mut port = None;
-    for protocol in address.iter() {
-        match protocol {
-            Protocol::Ip4(v4) => ip = Some(std::net::IpAddr::V4(v4)),
-            Protocol::Ip6(v6) => ip = Some(std::net::IpAddr::V6(v6)),
-            Protocol::Tcp(tcp) => port = Some(tcp),
-            _ => {}
-        }
-    }
-    Some(std::net::SocketAddr::new(ip?, port?))
 }
 
 /// A peer gossip may talk to: its node key and its p2p address (from the node's config).
@@ -270,19 +256,7 @@ impl TxGossip {
     pub async fn stop(self) {
         self.task.abort();
         let _ = self.task.await;
-        let Some(socket) = tcp_socket_address(&self.listen) else {
-            return;
-        };
-        let deadline = tokio::time::Instant::now() + GOSSIP_STOP_TIMEOUT;
-        // std's listener sets SO_REUSEADDR but not SO_REUSEPORT, which libp2p's listener sets:
-        // it binds only once no listener holds the port, and closing connections do not count.
-        while std::net::TcpListener::bind(socket).is_err() {
-            if tokio::time::Instant::now() > deadline {
-                warn!(%socket, "the gossip socket is still open after stopping");
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        p2p_socket::wait_until_free(&self.listen, GOSSIP_STOP_TIMEOUT, "the gossip socket").await;
     }
 }
 
@@ -476,9 +450,5 @@ mod tests {
         );
         let quic: Multiaddr = "/ip4/10.0.0.2/udp/26656/quic-v1".parse().unwrap();
         assert!(gossip_tcp_address(&quic).is_err());
-        assert_eq!(
-            tcp_socket_address(&configured),
-            Some("10.0.0.2:26656".parse().unwrap())
-        );
     }
 }

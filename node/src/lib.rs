@@ -6,6 +6,7 @@ pub mod consensus;
 pub mod fuzz_checks;
 pub mod gossip;
 pub mod mempool;
+mod p2p_socket;
 pub mod runner;
 pub mod service;
 pub mod store;

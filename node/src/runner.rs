@@ -12,6 +12,7 @@ use crate::gossip::{
     GossipPeer, GossipSender, GossipStatus, ReceivedBatch, TxGossip, GOSSIP_INBOUND_BATCHES_MAX,
 };
 use crate::mempool::Mempool;
+use crate::p2p_socket;
 use crate::store::wal::{check_wal, WalReport};
 use crate::store::{Store, StoreError};
 use anyhow::{Context as _, Result};
@@ -101,8 +102,8 @@ pub struct NodeHandle {
     stopping: Arc<AtomicBool>,
     gossip: TxGossip,
     helpers: Vec<JoinHandle<()>>,
-    /// The engine's UDP socket address, when the listen address names an IP (not a DNS name).
-    engine_socket: Option<std::net::SocketAddr>,
+    /// The engine's QUIC listen address, whose UDP port [`NodeHandle::stop`] waits to be free.
+    engine_listen: Multiaddr,
     /// Written when the node stops cleanly ([`CLEAN_STOP_MARKER`]).
     clean_stop_marker: PathBuf,
 }
@@ -187,14 +188,19 @@ impl NodeHandle {
         // (0.8.2), out of reach: its socket is freed when the process ends. Lying validators are
         // never restarted in a process.
         #[cfg(feature = "byzantine")]
-        let (engine_socket, network_closed) = match self.liar {
-            Some(_) => (None, false),
-            None => (self.engine_socket, network_closed),
+        let (wait_for_engine_port, network_closed) = match self.liar {
+            Some(_) => (false, false),
+            None => (true, network_closed),
         };
         #[cfg(not(feature = "byzantine"))]
-        let engine_socket = self.engine_socket;
-        if let Some(socket) = engine_socket {
-            wait_until_udp_free(socket).await;
+        let wait_for_engine_port = true;
+        if wait_for_engine_port {
+            p2p_socket::wait_until_free(
+                &self.engine_listen,
+                ENGINE_STOP_TIMEOUT,
+                "the consensus engine's UDP socket",
+            )
+            .await;
         }
         // The engine closed its connections, so the next start need not wait for peers to drop
         // them (ENGINE_CONNECT_DELAY_AFTER_CRASH).
@@ -203,35 +209,6 @@ impl NodeHandle {
                 warn!(%error, path = %self.clean_stop_marker.display(), "clean stop not recorded");
             }
         }
-    }
-}
-
-/// The IP socket address of an `/ip4|ip6/…/udp/…` multiaddr (not of a DNS name).
-fn udp_socket_address(address: &Multiaddr) -> Option<std::net::SocketAddr> {
-    use libp2p::multiaddr::Protocol;
-    let mut ip = None;
-    let mut port = None;
-    for protocol in address.iter() {
-        match protocol {
-            Protocol::Ip4(v4) => ip = Some(std::net::IpAddr::V4(v4)),
-            Protocol::Ip6(v6) => ip = Some(std::net::IpAddr::V6(v6)),
-            Protocol::Udp(udp) => port = Some(udp),
-            _ => {}
-        }
-    }
-    Some(std::net::SocketAddr::new(ip?, port?))
-}
-
-/// Waits (up to [`ENGINE_STOP_TIMEOUT`]) until the engine's UDP port can be bound again, so a
-/// node restarted in the same process can listen on it.
-async fn wait_until_udp_free(socket: std::net::SocketAddr) {
-    let started = tokio::time::Instant::now();
-    while std::net::UdpSocket::bind(socket).is_err() {
-        if started.elapsed() > ENGINE_STOP_TIMEOUT {
-            warn!(%socket, "the consensus engine's UDP socket is still open after stopping");
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -532,9 +509,8 @@ pub async fn start_with(
         consensus: consensus_ctx,
     };
     // The engine only logs a listen failure and runs on deaf; a port taken is an error here.
-    let engine_listen = &parts.config.consensus.p2p.listen_addr;
-    let engine_socket = udp_socket_address(engine_listen);
-    if let Some(socket) = engine_socket {
+    let engine_listen = parts.config.consensus.p2p.listen_addr.clone();
+    if let Some((socket, _)) = p2p_socket::socket_address(&engine_listen) {
         std::net::UdpSocket::bind(socket)
             .with_context(|| format!("the consensus engine cannot listen on {engine_listen}"))?;
     }
@@ -637,7 +613,7 @@ pub async fn start_with(
         stopping,
         gossip,
         helpers,
-        engine_socket,
+        engine_listen,
         clean_stop_marker,
     })
 }
@@ -790,10 +766,6 @@ mod tests {
         let configured: Multiaddr = "/ip4/10.0.0.2/tcp/26656".parse().unwrap();
         let quic = engine_quic_address(&configured).unwrap();
         assert_eq!(quic.to_string(), "/ip4/10.0.0.2/udp/26656/quic-v1");
-        assert_eq!(
-            udp_socket_address(&quic),
-            Some("10.0.0.2:26656".parse().unwrap())
-        );
         let dns: Multiaddr = "/dns/bank-a.example/tcp/4000".parse().unwrap();
         assert_eq!(
             engine_quic_address(&dns).unwrap().to_string(),
