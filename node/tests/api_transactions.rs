@@ -6,7 +6,6 @@ mod store_common;
 use api_common::*;
 use axum::http::{header, Method, StatusCode};
 use ipledger_node::api::BODY_BYTES_MAX;
-use ipledger_node::consensus::app::Committed;
 use ipledger_node::mempool::Mempool;
 use ledger_core::crypto::{Digest, Signature};
 use ledger_core::receipt::{verify_receipt, Receipt};
@@ -222,29 +221,14 @@ async fn waiting_submissions_answer_when_their_block_is_committed() {
     // An unrelated block first: the waiting request keeps waiting.
     let other = register_work(&mut harness.chain, "other", "alice");
     assert!(harness.chain.commit(vec![other.clone()])[0].is_ok());
-    harness.commit_next();
-    harness
-        .committed
-        .send(Committed {
-            height: 4,
-            tx_ids: Arc::new(vec![other.id()]),
-        })
-        .unwrap();
+    harness.commit_and_announce(&[other.id()], &[]);
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(
         !request.is_finished(),
         "still waiting after an unrelated block"
     );
     assert!(harness.chain.commit(vec![tx])[0].is_ok());
-    harness.commit_next();
-    harness.mempool.lock().unwrap().remove(&[id].into());
-    harness
-        .committed
-        .send(Committed {
-            height: 5,
-            tx_ids: Arc::new(vec![id]),
-        })
-        .unwrap();
+    harness.commit_and_announce(&[id], &[id]);
     let (status, body) = tokio::time::timeout(Duration::from_secs(10), request)
         .await
         .expect("the wait ends")
@@ -288,15 +272,7 @@ async fn a_waiting_transaction_dropped_by_the_proposer_answers_with_the_rule_now
     // Alice files the same work first (through another node); the proposer refuses bob's.
     let theirs = register_work(&mut harness.chain, "contested", "alice");
     assert!(harness.chain.commit(vec![theirs.clone()])[0].is_ok());
-    harness.commit_next();
-    harness.mempool.lock().unwrap().remove(&[id].into());
-    harness
-        .committed
-        .send(Committed {
-            height: 4,
-            tx_ids: Arc::new(vec![theirs.id()]),
-        })
-        .unwrap();
+    harness.commit_and_announce(&[theirs.id()], &[id]);
     let (status, body) = tokio::time::timeout(Duration::from_secs(10), request)
         .await
         .expect("the wait ends")
@@ -601,6 +577,14 @@ async fn oversize_empty_and_non_array_batches_are_refused_whole() {
     let (status, answer) = submit_batch(&harness, &[tx], "?timeout_ms=1&wait=yes").await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
     assert_eq!(code(&answer), "invalid_parameter");
+    // Each whole-batch refusal of its body is counted by code, as the single route's are.
+    let (status, _, metrics) = call_raw(harness.router(), Method::GET, "/metrics", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let metrics = String::from_utf8(metrics).unwrap();
+    for (code, count) in [("too_large", 3), ("malformed_request", 4)] {
+        let line = format!("ipledger_admission_rejections_total{{code=\"{code}\"}} {count}");
+        assert!(metrics.contains(&line), "{line} missing from\n{metrics}");
+    }
 }
 
 #[tokio::test]
@@ -627,35 +611,11 @@ async fn a_waiting_batch_answers_each_transaction_when_committed_dropped_or_time
         .commit(vec![first.clone(), theirs.clone()])
         .iter()
         .all(Result::is_ok));
-    harness.commit_next();
-    harness
-        .mempool
-        .lock()
-        .unwrap()
-        .remove(&[first.id(), contested.id()].into());
-    harness
-        .committed
-        .send(Committed {
-            height: 4,
-            tx_ids: Arc::new(vec![first.id(), theirs.id()]),
-        })
-        .unwrap();
+    harness.commit_and_announce(&[first.id(), theirs.id()], &[first.id(), contested.id()]);
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(!request.is_finished(), "the second is still pending");
     assert!(harness.chain.commit(vec![second.clone()])[0].is_ok());
-    harness.commit_next();
-    harness
-        .mempool
-        .lock()
-        .unwrap()
-        .remove(&[second.id()].into());
-    harness
-        .committed
-        .send(Committed {
-            height: 5,
-            tx_ids: Arc::new(vec![second.id()]),
-        })
-        .unwrap();
+    harness.commit_and_announce(&[second.id()], &[second.id()]);
     let (status, body) = tokio::time::timeout(Duration::from_secs(10), request)
         .await
         .expect("the wait ends")

@@ -18,8 +18,8 @@ use axum::response::{IntoResponse, Response};
 use bytes::BytesMut;
 use std::pin::Pin;
 
-/// The route whose refusals [`super::metrics`] counts by code.
-const SUBMIT_PATH: &str = "/v1/transactions";
+/// The routes whose refusals [`super::metrics`] counts by code: the submissions.
+const SUBMIT_PATHS: [&str; 2] = ["/v1/transactions", "/v1/transactions/batch"];
 
 /// Middleware: reads the request body into memory (see the module documentation), then runs
 /// the rest of the stack with it.
@@ -32,7 +32,7 @@ pub(super) async fn read_body(
     if body.size_hint().exact() == Some(0) {
         return next.run(Request::from_parts(parts, body)).await;
     }
-    let submission = parts.method == Method::POST && parts.uri.path() == SUBMIT_PATH;
+    let submission = parts.method == Method::POST && SUBMIT_PATHS.contains(&parts.uri.path());
     let refuse = |error: ApiError| {
         if submission {
             state.inner.metrics.refused(error.code);

@@ -128,6 +128,18 @@ pub(super) struct SubmitQuery {
     timeout_ms: Option<u64>,
 }
 
+/// The request's body, or the refusal of one that could not be read (too large, too slow),
+/// counted like every refusal.
+fn read_body(state: &ApiState, body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|rejection| counted_refusal(state, body_error(rejection)))
+}
+
+/// `error`, counted in the refusal metrics by its code.
+fn counted_refusal(state: &ApiState, error: ApiError) -> ApiError {
+    state.inner.metrics.refused(error.code);
+    error
+}
+
 /// `POST /v1/transactions`: admits a signed transaction into the mempool (202 pending), or with
 /// `?wait=true` waits for its commit (200 committed; 504 pending on timeout).
 ///
@@ -139,11 +151,7 @@ pub(super) async fn submit(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let wait = wait_timeout(query)?;
-    let bytes = body.map_err(|rejection| {
-        let error = body_error(rejection);
-        state.inner.metrics.refused(error.code);
-        error
-    })?;
+    let bytes = read_body(&state, body)?;
     let tx = admission::decode_json(&bytes).map_err(|error| state.rejected(error))?;
     // The body is not needed past decoding; a waiting submission should not hold it.
     drop(bytes);
@@ -267,8 +275,8 @@ pub(super) async fn submit_batch(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let wait = wait_timeout(query)?;
-    let bytes = body.map_err(body_error)?;
-    let decoded = decode_batch(&bytes)?;
+    let bytes = read_body(&state, body)?;
+    let decoded = decode_batch(&bytes).map_err(|error| counted_refusal(&state, error))?;
     drop(bytes);
     let waiter = claim_waiter(&state, wait)?;
     // Subscribed before admission, so a commit right after admission cannot be missed.

@@ -90,6 +90,24 @@ impl Harness {
         commit_height(&self.store, &self.chain, height);
     }
 
+    /// What the node does once a block is decided: commits the chain's next block (built with
+    /// `chain.commit`) to the store, drops `leaving_mempool` from the mempool and announces the
+    /// block's transactions `committed` to waiting clients.
+    pub fn commit_and_announce(&self, committed: &[Digest], leaving_mempool: &[Digest]) {
+        self.commit_next();
+        let height = self.store.head_height().unwrap();
+        self.mempool
+            .lock()
+            .unwrap()
+            .remove(&leaving_mempool.iter().copied().collect());
+        self.committed
+            .send(Committed {
+                height,
+                tx_ids: Arc::new(committed.to_vec()),
+            })
+            .unwrap();
+    }
+
     /// Whether the mempool holds `id`.
     pub fn pooled(&self, id: &Digest) -> bool {
         self.mempool.lock().unwrap().contains(id)
