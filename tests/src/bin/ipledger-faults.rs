@@ -4,6 +4,7 @@
 //! ```text
 //! ipledger-faults [--seed N] [--duration-s S] [--faults crash,split,...] [--dir DIR]
 //!                 [--bin target/release] [--load-threads N] [--store-cache-mib M]
+//!                 [--prefill TXS]
 //! ```
 //!
 //! The fault kinds: crash, crash-during-start, isolate, split, slow-link, lossy-link (see
@@ -25,6 +26,7 @@ fn options() -> Result<Options> {
         bin: PathBuf::from("target/release"),
         load_threads: 16,
         store_cache_mib: None,
+        prefill: 0,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -46,6 +48,7 @@ fn options() -> Result<Options> {
             "--dir" => options.dir = PathBuf::from(value),
             "--bin" => options.bin = PathBuf::from(value),
             "--load-threads" => options.load_threads = value.parse().context("--load-threads")?,
+            "--prefill" => options.prefill = value.parse().context("--prefill")?,
             "--store-cache-mib" => {
                 options.store_cache_mib = Some(value.parse().context("--store-cache-mib")?)
             }
@@ -83,11 +86,21 @@ fn main() -> Result<()> {
     println!("  unanswered submits  : {}", report.unanswered);
     println!("  blocks compared     : 1..={}", report.compared_height);
     println!("  longest recovery    : {:.1?}", report.longest_recovery);
-    for (name, first, last) in &report.peak_rss_kib {
+    if report.prefilled > 0 {
+        println!("  prefilled txs       : {}", report.prefilled);
+    }
+    for peak in &report.peak_memory {
+        let windows: Vec<String> = peak
+            .windows_kib
+            .iter()
+            .map(|kib| (kib / 1024).to_string())
+            .collect();
         println!(
-            "  peak memory {name:>15}: {} MiB (first 10 min), {} MiB (last 10 min)",
-            first / 1024,
-            last / 1024
+            "  peak memory {:>15}: {} MiB (first 10 min), {} MiB (last 10 min); each 10 min: {}",
+            peak.node,
+            peak.first_kib / 1024,
+            peak.last_kib / 1024,
+            windows.join(" ")
         );
     }
     if report.anomalies.is_empty() {

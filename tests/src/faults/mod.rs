@@ -28,7 +28,7 @@ use crate::{agent, Net, ORGANISATIONS};
 use anyhow::{Context, Result};
 use cluster::Cluster;
 use ledger_core::block::Block;
-use ledger_core::tx::{Action, TxId};
+use ledger_core::tx::{Action, SignedTx, TxId};
 use ledger_core::types::EvidenceKind;
 use proxy::LinkFaults;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
@@ -48,6 +48,10 @@ pub const START_DEADLINE: Duration = Duration::from_secs(120);
 const SUBMIT_WAIT: Duration = Duration::from_secs(15);
 /// The most acknowledged transactions a run keeps (a 60-minute soak stays far below).
 const ACKNOWLEDGED_MAX: usize = 2_000_000;
+/// Transactions per prefill request: the node's batch limit.
+const PREFILL_BATCH: u64 = 256;
+/// Prefill requests in flight (one per node, so every node proposes full blocks).
+const PREFILL_IN_FLIGHT: u64 = 4;
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -68,6 +72,10 @@ pub struct Options {
     /// soak sets a small one so that the cache is full within its first ten minutes and any
     /// other growth shows.
     pub store_cache_mib: Option<u32>,
+    /// Evidence attestations committed (in batches) before the faults start and the memory
+    /// windows open. The soak prefills a ledger larger than the store cache: from an empty
+    /// ledger memory rises by design until the store outgrows the cache.
+    pub prefill: u64,
 }
 
 /// A transaction a node answered as committed.
@@ -99,8 +107,10 @@ pub struct Report {
     pub compared_height: u64,
     /// The longest wait for a new commit after a fault ended.
     pub longest_recovery: Duration,
-    /// Each node's peak resident memory (KiB) in the run's first and last ten minutes.
-    pub peak_rss_kib: Vec<(String, u64, u64)>,
+    /// Each node's peak resident memory since the prefill.
+    pub peak_memory: Vec<PeakMemory>,
+    /// Transactions committed by the prefill (also counted in `acknowledged`).
+    pub prefilled: u64,
     /// How long the run took.
     pub elapsed: Duration,
     /// Everything that broke a guarantee.
@@ -138,6 +148,27 @@ pub fn run(options: &Options) -> Result<Report> {
     })?;
     let net = Net::open(&options.dir)?;
     let load = Load::new(cluster.nodes.len());
+    if options.prefill > 0 {
+        let took = Instant::now();
+        load.prefill(&net, options.prefill, options.seed)?;
+        report.prefilled = options.prefill;
+        // The memory windows measure processes that did not live through the prefill's
+        // burst (whose peak would otherwise fill the first window): restart every node.
+        cluster.stop_all()?;
+        cluster.start_all()?;
+        let prefilled_height = load.head.load(Ordering::Relaxed);
+        wait_until(
+            "every node commits again after the prefill's restart",
+            START_DEADLINE,
+            || (0..cluster.nodes.len()).all(|i| cluster.height(i).unwrap_or(0) > prefilled_height),
+        )?;
+        println!(
+            "prefill: {} evidence attestations committed, nodes restarted, in {:.1?}",
+            options.prefill,
+            took.elapsed()
+        );
+    }
+    let windows_open = Instant::now();
     let rss = Mutex::new(RssWindows::new(cluster.nodes.len()));
     let cluster = Mutex::new(cluster);
     std::thread::scope(|scope| -> Result<()> {
@@ -155,7 +186,7 @@ pub fn run(options: &Options) -> Result<Report> {
                 drop(cluster);
                 rss.lock()
                     .expect("rss lock")
-                    .record(started.elapsed(), &sample);
+                    .record(windows_open.elapsed(), &sample);
                 std::thread::sleep(Duration::from_secs(1));
             }
         });
@@ -173,7 +204,7 @@ pub fn run(options: &Options) -> Result<Report> {
     report.datagrams = cluster.datagrams(&cluster.links());
     check_after_faults(&mut cluster, &load, &mut report)?;
     let names: Vec<String> = cluster.nodes.iter().map(|n| n.name.clone()).collect();
-    report.peak_rss_kib = rss.into_inner().expect("rss lock").peaks(&names);
+    report.peak_memory = rss.into_inner().expect("rss lock").peaks(&names);
     cluster.shut_down()?;
     report.elapsed = started.elapsed();
     Ok(report)
@@ -367,30 +398,130 @@ impl Load {
         }
     }
 
+    /// The organisations that attest evidence in the load (every one but the regulator).
+    fn attestors() -> Vec<&'static str> {
+        ORGANISATIONS
+            .into_iter()
+            .filter(|org| *org != "regulator")
+            .collect()
+    }
+
+    /// An evidence attestation by `attestor` of a hash no other transaction of the run uses.
+    fn attestation(net: &Net, attestor: &str, label: &str, head: u64) -> Result<SignedTx> {
+        let action = Action::AttestEvidence {
+            attestor: attestor.into(),
+            evidence_hash: crate::sha256(label.as_bytes()),
+            kind: EvidenceKind::Document,
+            case_ref: None,
+            related_asset: None,
+        };
+        net.tx(action, &[attestor], head)
+    }
+
+    /// Records a transaction `node` answered as committed at `height`.
+    fn acknowledge(&self, id: TxId, height: u64, node: usize) {
+        self.head.fetch_max(height, Ordering::Relaxed);
+        let mut acknowledged = self.acknowledged.lock().expect("ack lock");
+        if acknowledged.len() < ACKNOWLEDGED_MAX {
+            acknowledged.push(Acknowledged { id, height, node });
+        }
+    }
+
+    /// Commits `count` evidence attestations through the batch route, [`PREFILL_IN_FLIGHT`]
+    /// batches at a time, each acknowledged like the steady load's transactions. Any refusal
+    /// or failure ends the run: nothing is faulty yet.
+    fn prefill(&self, net: &Net, count: u64, seed: u64) -> Result<()> {
+        let batches = count.div_ceil(PREFILL_BATCH);
+        std::thread::scope(|scope| {
+            let lanes: Vec<_> = (0..PREFILL_IN_FLIGHT)
+                .map(|lane| {
+                    scope.spawn(move || -> Result<()> {
+                        let agent = agent();
+                        let mut batch = lane;
+                        while batch < batches {
+                            self.prefill_batch(net, &agent, seed, batch, count)?;
+                            batch += PREFILL_IN_FLIGHT;
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            lanes
+                .into_iter()
+                .try_for_each(|lane| lane.join().expect("a prefill lane panicked"))
+        })
+    }
+
+    /// Sends the prefill's batch number `batch` (of `count` transactions in all) and waits
+    /// for all of it to commit.
+    fn prefill_batch(
+        &self,
+        net: &Net,
+        agent: &ureq::Agent,
+        seed: u64,
+        batch: u64,
+        count: u64,
+    ) -> Result<()> {
+        let attestors = Self::attestors();
+        let node = (batch % self.nodes as u64) as usize;
+        let head = self.head.load(Ordering::Relaxed);
+        let first = batch * PREFILL_BATCH;
+        let txs = (first..(first + PREFILL_BATCH).min(count))
+            .map(|k| {
+                let attestor = attestors[(k % attestors.len() as u64) as usize];
+                Self::attestation(net, attestor, &format!("prefill {seed} {k}"), head)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let url = format!(
+            "{}/v1/transactions/batch?wait=true&timeout_ms=60000",
+            net.nodes[node].url
+        );
+        let mut response = agent
+            .post(&url)
+            .header("content-type", "application/json")
+            .send(serde_json::to_string(&txs)?.as_str())
+            .with_context(|| format!("prefill: POST {url}"))?;
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string()?;
+        anyhow::ensure!(
+            status == 200,
+            "prefill: POST {url} answered {status}: {text:.300}"
+        );
+        let answer: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("prefill: POST {url} answered non-JSON: {text:.300}"))?;
+        let results = answer["results"]
+            .as_array()
+            .with_context(|| format!("prefill: a batch answer without results: {text:.300}"))?;
+        anyhow::ensure!(
+            results.len() == txs.len(),
+            "prefill: {} results for {} transactions",
+            results.len(),
+            txs.len()
+        );
+        for (tx, result) in txs.iter().zip(results) {
+            let committed = &result["answer"];
+            let height = committed["height"]
+                .as_u64()
+                .filter(|_| committed["status"] == "committed")
+                .with_context(|| format!("prefill: {} was not committed: {result}", tx.id()))?;
+            self.acknowledge(tx.id(), height, node);
+        }
+        Ok(())
+    }
+
     /// Submits one transaction at a time to a random node until stopped, waiting for each.
     fn submit_until_stopped(&self, net: &Net, seed: u64, thread: usize) {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let agent = agent();
-        let attestors: Vec<&str> = ORGANISATIONS
-            .into_iter()
-            .filter(|org| *org != "regulator")
-            .collect();
+        let attestors = Self::attestors();
         let mut count = 0u64;
         while !self.stop.load(Ordering::Relaxed) {
             count += 1;
             let node = (rng.next_u64() % self.nodes as u64) as usize;
             let attestor = attestors[(rng.next_u64() % attestors.len() as u64) as usize];
-            let action = Action::AttestEvidence {
-                attestor: attestor.into(),
-                evidence_hash: crate::sha256(
-                    format!("fault run {seed} {thread} {count}").as_bytes(),
-                ),
-                kind: EvidenceKind::Document,
-                case_ref: None,
-                related_asset: None,
-            };
             let head = self.head.load(Ordering::Relaxed);
-            let tx = match net.tx(action, &[attestor], head) {
+            let label = format!("fault run {seed} {thread} {count}");
+            let tx = match Self::attestation(net, attestor, &label, head) {
                 Ok(tx) => tx,
                 Err(error) => {
                     self.anomaly(format!("building a transaction: {error:#}"));
@@ -419,15 +550,7 @@ impl Load {
                         self.anomaly(format!("committed without a height: {answer}"));
                         continue;
                     };
-                    self.head.fetch_max(height, Ordering::Relaxed);
-                    let mut acknowledged = self.acknowledged.lock().expect("ack lock");
-                    if acknowledged.len() < ACKNOWLEDGED_MAX {
-                        acknowledged.push(Acknowledged {
-                            id: tx.id(),
-                            height,
-                            node,
-                        });
-                    }
+                    self.acknowledge(tx.id(), height, node);
                 }
                 Ok((422, answer)) => self.anomaly(format!(
                     "node {node} refused a valid fresh transaction {}: {answer}",
@@ -534,7 +657,21 @@ fn compare_blocks(
     Ok(heights)
 }
 
-/// Peak resident memory of each node in the run's first ten minutes and in its last ten.
+/// A node's peak resident memory (KiB) since the prefill.
+#[derive(Debug)]
+pub struct PeakMemory {
+    pub node: String,
+    /// In the first ten minutes.
+    pub first_kib: u64,
+    /// In the last ten minutes.
+    pub last_kib: u64,
+    /// In each ten minutes, in order (the last may be shorter).
+    pub windows_kib: Vec<u64>,
+}
+
+/// Each node's resident memory, sampled once a second, reported as the peak of each ten
+/// minutes: the soak's rule compares the first window with the last, and the windows between
+/// show whether memory levels off or keeps growing.
 struct RssWindows {
     samples: Vec<Vec<(Duration, u64)>>,
 }
@@ -557,25 +694,30 @@ impl RssWindows {
         }
     }
 
-    fn peaks(&self, names: &[String]) -> Vec<(String, u64, u64)> {
+    fn peaks(&self, names: &[String]) -> Vec<PeakMemory> {
         names
             .iter()
             .zip(&self.samples)
             .map(|(name, samples)| {
                 let end = samples.last().map_or(Duration::ZERO, |(at, _)| *at);
-                let first = samples
-                    .iter()
-                    .filter(|(at, _)| *at <= Self::WINDOW)
-                    .map(|(_, kib)| *kib)
-                    .max()
-                    .unwrap_or(0);
-                let last = samples
-                    .iter()
-                    .filter(|(at, _)| *at + Self::WINDOW >= end)
-                    .map(|(_, kib)| *kib)
-                    .max()
-                    .unwrap_or(0);
-                (name.clone(), first, last)
+                let mut windows_kib: Vec<u64> = Vec::new();
+                let mut last_kib = 0;
+                for (at, kib) in samples {
+                    let window = (at.as_secs() / Self::WINDOW.as_secs()) as usize;
+                    if windows_kib.len() <= window {
+                        windows_kib.resize(window + 1, 0);
+                    }
+                    windows_kib[window] = windows_kib[window].max(*kib);
+                    if *at + Self::WINDOW >= end {
+                        last_kib = last_kib.max(*kib);
+                    }
+                }
+                PeakMemory {
+                    node: name.clone(),
+                    first_kib: windows_kib.first().copied().unwrap_or(0),
+                    last_kib,
+                    windows_kib,
+                }
             })
             .collect()
     }
