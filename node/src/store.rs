@@ -23,6 +23,10 @@
 //! | `tx_index` | canonical tx id | (height, index in block, ledger index) |
 //! | `assets_by_owner` | (canonical owner id, canonical asset id) | () |
 //!
+//! Each commit deletes the state-tree nodes that went stale [`STATE_VERSIONS_KEPT`] versions
+//! before it, with their `state_stale_nodes` entries, so `state_nodes` holds the recent
+//! versions' trees rather than the whole history (values are all kept).
+//!
 //! # Trust on open
 //!
 //! [`Store::open`] runs redb's integrity check (every page checksum, the allocator rebuilt), then
@@ -42,7 +46,9 @@ pub mod wal;
 pub use error::{is_no_space, mentions_no_space, StoreError};
 pub use snapshot::Snapshot;
 pub use tables::name as table_names;
-pub use tables::{TxLocation, ASSETS_PAGE_MAX, STORE_FORMAT_VERSION, TWO_PHASE_COMMIT};
+pub use tables::{
+    TxLocation, ASSETS_PAGE_MAX, STATE_VERSIONS_KEPT, STORE_FORMAT_VERSION, TWO_PHASE_COMMIT,
+};
 pub use verify::VerifyReport;
 
 use error::{corrupt, DbContext};
@@ -57,7 +63,9 @@ use ledger_core::receipt::Receipt;
 use ledger_core::state_tree::{StateTree, StateTreeUpdate, EMPTY_STATE_ROOT};
 use ledger_core::tx::TxId;
 use ledger_core::types::{AssetId, PartyId};
-use redb::{Builder, Database, Durability, ReadableDatabase, TableHandle, WriteTransaction};
+use redb::{
+    Builder, Database, Durability, ReadableDatabase, ReadableTable, TableHandle, WriteTransaction,
+};
 use std::path::{Path, PathBuf};
 use tables::{
     meta_u64, name, node_key_path, StoredHeader, ASSETS_BY_OWNER, BLOCKS, CERTIFICATES, HEADERS,
@@ -299,6 +307,7 @@ impl Store {
         let first_leaf = header.ledger_size - executed.leaves.len() as u64;
 
         write_state_update(&txn, &executed.state_update)?;
+        prune_state_nodes(&txn, height)?;
         {
             let stored = StoredHeader {
                 hash,
@@ -453,6 +462,51 @@ fn write_state_update(txn: &WriteTransaction, update: &StateTreeUpdate) -> Resul
                 (),
             )
             .db("writing table state_stale_nodes")?;
+    }
+    Ok(())
+}
+
+/// In the commit of block `height`: deletes the state-tree nodes stale since version
+/// [`tables::pruned_through`]`(height)` and their stale-index entries. One version per commit,
+/// so the work is about one block's worth of replaced nodes.
+fn prune_state_nodes(txn: &WriteTransaction, height: u64) -> Result<(), StoreError> {
+    let version = tables::pruned_through(height);
+    if version == 0 {
+        return Ok(());
+    }
+    let mut stale = txn
+        .open_table(STATE_STALE)
+        .db("opening table state_stale_nodes")?;
+    let empty: &[u8] = &[];
+    let entries = stale
+        .range((version, 0u64, empty)..(version + 1, 0u64, empty))
+        .db("reading table state_stale_nodes")?
+        .map(|entry| {
+            let (key, _) = entry.db("reading table state_stale_nodes")?;
+            let (_, node_version, path) = key.value();
+            Ok((node_version, path.to_vec()))
+        })
+        .collect::<Result<Vec<(u64, Vec<u8>)>, StoreError>>()?;
+    let mut nodes = txn
+        .open_table(STATE_NODES)
+        .db("opening table state_nodes")?;
+    for (node_version, path) in &entries {
+        let removed = nodes
+            .remove((*node_version, path.as_slice()))
+            .db("pruning table state_nodes")?;
+        if removed.is_none() {
+            return Err(corrupt(
+                name::STATE_STALE,
+                format!(
+                    "stale since {version}, node version {node_version}, path {}",
+                    hex::encode(path)
+                ),
+                "names a node that is not stored",
+            ));
+        }
+        stale
+            .remove((version, *node_version, path.as_slice()))
+            .db("pruning table state_stale_nodes")?;
     }
     Ok(())
 }

@@ -2,7 +2,8 @@
 //! proofs, receipts), survives reopening, and refuses what does not follow its head.
 
 mod store_common;
-use ipledger_node::store::{Store, StoreError, TxLocation};
+use ipledger_node::store::{table_names, Store, StoreError, TxLocation, STATE_VERSIONS_KEPT};
+use jmt::storage::{NibblePath, NodeKey, TreeReader};
 use ledger_core::block::CommitCertificate;
 use ledger_core::crypto::Digest;
 use ledger_core::execute::execute_block;
@@ -12,6 +13,7 @@ use ledger_core::rules::VerifiedTx;
 use ledger_core::state::{AssetRecord, Overlay, StateKey};
 use ledger_core::state_tree::StateTree;
 use ledger_core::testkit::{test_genesis, TestChain};
+use redb::{Database, TableDefinition};
 use std::time::Instant;
 use store_common::*;
 
@@ -462,4 +464,137 @@ fn store_and_snapshots_are_send_and_sync() {
     send_sync::<Store>();
     send_sync::<ipledger_node::store::Snapshot>();
     send_sync::<StoreError>();
+}
+
+/// `busy_chain` followed by enough one-attestation blocks that its oldest state versions are
+/// pruned (every block replaces the tree's root, so every version leaves stale nodes).
+fn long_chain() -> TestChain {
+    let (mut chain, _) = busy_chain();
+    for n in 0..STATE_VERSIONS_KEPT + 20 {
+        let tx = attest(&mut chain, &n.to_be_bytes());
+        assert!(chain.commit(vec![tx]).iter().all(Result::is_ok));
+    }
+    chain
+}
+
+#[test]
+fn replaced_state_nodes_are_pruned_and_what_the_node_reads_stays_whole() {
+    let chain = long_chain();
+    let (_dir, _path, store) = new_store(&chain);
+    commit_all(&store, &chain);
+    let head = chain.height();
+    let oldest_kept = head - STATE_VERSIONS_KEPT;
+    let snapshot = store.snapshot().unwrap();
+    let ledger_head = StateKey::LedgerHead.encode();
+    // The kept versions read and prove as the test chain's, which prunes nothing.
+    for version in oldest_kept..=head {
+        let ours = snapshot.state(version);
+        let theirs = StateTree::new(&chain.state_store, Some(version));
+        assert_eq!(
+            ours.root().unwrap(),
+            theirs.root().unwrap(),
+            "version {version}"
+        );
+        assert_eq!(
+            ours.prove(&ledger_head).unwrap(),
+            theirs.prove(&ledger_head).unwrap()
+        );
+    }
+    for version in 1..oldest_kept {
+        // The older trees are gone (every block replaced the root)...
+        assert!(
+            snapshot.state(version).root().is_err(),
+            "version {version} was pruned"
+        );
+        // ...but values are kept: old records still read, as receipts need them.
+        assert_eq!(
+            snapshot.state(version).get(&ledger_head).unwrap(),
+            StateTree::new(&chain.state_store, Some(version))
+                .get(&ledger_head)
+                .unwrap()
+        );
+    }
+    // Every receipt, the first block's included, still carries the validator change and
+    // verifies.
+    let mut ledger_index = 0u64;
+    for block in &chain.blocks {
+        for tx in &block.txs {
+            let receipt = store.receipt(&tx.id()).unwrap().expect("receipt");
+            assert_eq!(receipt, chain.receipt(ledger_index));
+            assert_eq!(receipt.validator_changes.len(), 1);
+            verify_receipt(&receipt, &chain.genesis).expect("receipt verifies");
+            ledger_index += 1;
+        }
+    }
+    // verify-store re-executes the chain and finds exactly the pruned nodes missing.
+    let report = store.verify_chain().unwrap();
+    assert_eq!(report.heights_checked, head);
+    drop(snapshot);
+    drop(store);
+    let store = Store::open(&_path).expect("a pruned store reopens");
+    assert_eq!(store.head_height().unwrap(), head);
+}
+
+const STATE_NODES: TableDefinition<(u64, &[u8]), &[u8]> =
+    TableDefinition::new(table_names::STATE_NODES);
+
+/// The `state_nodes` table open for writing.
+type StateNodes<'txn> = redb::Table<'txn, (u64, &'static [u8]), &'static [u8]>;
+
+/// The redb key of the root node of `version` (the empty nibble path, in borsh).
+fn root_key(version: u64) -> (u64, Vec<u8>) {
+    let key = NodeKey::new(version, std::iter::empty().collect::<NibblePath>());
+    (version, borsh::to_vec(key.nibble_path()).unwrap())
+}
+
+#[test]
+fn verify_store_refuses_a_pruned_node_left_behind_and_a_kept_node_missing() {
+    let chain = long_chain();
+    let (_dir, path, store) = new_store(&chain);
+    commit_all(&store, &chain);
+    let oldest_kept = chain.height() - STATE_VERSIONS_KEPT;
+    drop(store);
+    let edit = |edit: &dyn Fn(&mut StateNodes)| {
+        let copy = path.with_extension("edited");
+        std::fs::copy(&path, &copy).unwrap();
+        let db = Database::create(&copy).unwrap();
+        let txn = db.begin_write().unwrap();
+        edit(&mut txn.open_table(STATE_NODES).unwrap());
+        txn.commit().unwrap();
+        drop(db);
+        let store = Store::open(&copy).expect("the head is intact, so the store opens");
+        let error = store.verify_chain().unwrap_err();
+        std::fs::remove_file(&copy).unwrap();
+        error.to_string()
+    };
+
+    // Version 1's root, which block 2 replaced, put back after it was pruned.
+    let (version, pruned_path) = root_key(1);
+    let node = chain
+        .state_store
+        .get_node(&NodeKey::new(
+            version,
+            std::iter::empty().collect::<NibblePath>(),
+        ))
+        .unwrap();
+    let bytes = borsh::to_vec(&node).unwrap();
+    let error = edit(&|nodes| {
+        nodes
+            .insert((version, pruned_path.as_slice()), bytes.as_slice())
+            .unwrap();
+    });
+    assert!(error.contains("still stored"), "{error}");
+
+    // The oldest kept version's root deleted, though a reader may still ask for it.
+    let (version, kept_path) = root_key(oldest_kept);
+    let error = edit(&|nodes| {
+        assert!(nodes
+            .remove((version, kept_path.as_slice()))
+            .unwrap()
+            .is_some());
+    });
+    assert!(
+        error.contains("missing, though still part of the tree"),
+        "{error}"
+    );
 }

@@ -14,8 +14,23 @@ use ledger_core::encoding;
 use redb::{TableDefinition, TableHandle};
 use serde::{Deserialize, Serialize};
 
-/// The layout version this build writes and reads; stored under [`META_FORMAT`].
-pub const STORE_FORMAT_VERSION: u32 = 1;
+/// The layout version this build writes and reads; stored under [`META_FORMAT`]. Version 2:
+/// replaced state-tree nodes are pruned ([`STATE_VERSIONS_KEPT`]); a version-1 file holds them
+/// all, and its first commit would prune its whole history at once, so it is refused.
+pub const STORE_FORMAT_VERSION: u32 = 2;
+
+/// State-tree versions before the head whose nodes are kept: after block `h` commits, the tree
+/// can be read at versions `h - STATE_VERSIONS_KEPT ..= h`. Everything the node reads is at the
+/// head (execution, admission, state proofs), and a snapshot is a redb read transaction that
+/// keeps its own view while later commits prune, so a small margin suffices; the rest of the
+/// history is in the blocks, from which `verify-store` re-executes it.
+pub const STATE_VERSIONS_KEPT: u64 = 64;
+
+/// The newest version whose replaced nodes are pruned once block `height` is committed:
+/// nodes stale since a version at or below it are gone (0: nothing is pruned yet).
+pub(crate) fn pruned_through(height: u64) -> u64 {
+    height.saturating_sub(STATE_VERSIONS_KEPT)
+}
 
 /// Whether block commits use redb's two-phase commit (fsync the data and the new commit slot,
 /// then flip and fsync the slot selector). With it, redb refuses a file whose newest commit does

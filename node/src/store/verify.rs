@@ -5,7 +5,7 @@ use super::error::{corrupt, DbContext, StoreError};
 use super::head::{check_block_body, check_genesis, check_head_pointer};
 use super::index::owner_changes;
 use super::snapshot::{key_height, Snapshot};
-use super::tables::{decode_node, name, node_key_path, META_GENESIS};
+use super::tables::{decode_node, name, node_key_path, pruned_through, META_GENESIS};
 use ledger_core::block::Block;
 use ledger_core::crypto::Digest;
 use ledger_core::encoding;
@@ -44,6 +44,11 @@ pub struct VerifyReport {
 /// What re-execution wrote, to compare with what the tables hold.
 #[derive(Default)]
 struct Expected {
+    /// Stale entries since this version or older, and their nodes, were pruned by the commits.
+    pruned_through: u64,
+    /// Re-executed nodes not in `state_nodes`: each must turn out pruned (go stale at or
+    /// before `pruned_through`) by the end of the chain. Keyed by (version, nibble path).
+    absent_nodes: BTreeSet<(u64, Vec<u8>)>,
     nodes: u64,
     values: u64,
     stale: u64,
@@ -64,7 +69,10 @@ pub(crate) fn verify_chain(snapshot: &Snapshot) -> Result<VerifyReport, StoreErr
     check_head_pointer(snapshot, head).map_err(at_genesis)?;
     let mut memory = MemoryStateStore::new();
     let mut merkle = MemoryMerkleStore::default();
-    let mut expected = Expected::default();
+    let mut expected = Expected {
+        pruned_through: pruned_through(head),
+        ..Expected::default()
+    };
     let (_, update) = execute_genesis(&StateTree::new(&memory, None), &genesis)
         .map_err(|error| at_genesis(corrupt(name::META, META_GENESIS, error.to_string())))?;
     compare_update(snapshot, &update, &mut expected).map_err(at_genesis)?;
@@ -93,6 +101,13 @@ pub(crate) fn verify_chain(snapshot: &Snapshot) -> Result<VerifyReport, StoreErr
         height: head,
         problem: error.to_string(),
     };
+    if let Some((version, path)) = expected.absent_nodes.first() {
+        return Err(at_head(corrupt(
+            name::STATE_NODES,
+            format!("version {version}, path {}", hex::encode(path)),
+            "missing, though still part of the tree after the pruned versions",
+        )));
+    }
     check_counts(snapshot, head, &expected).map_err(at_head)?;
     check_owner_index(snapshot, &expected.owners).map_err(at_head)?;
     let state_root = StateTree::new(&memory, Some(head))
@@ -243,7 +258,9 @@ fn verify_height(
     Ok(stored.hash)
 }
 
-/// Every node, value and stale entry of one re-executed version is stored exactly.
+/// Every node, value and stale entry of one re-executed version is stored exactly, except the
+/// nodes and stale entries pruned since: a node absent now must go stale at or before
+/// `expected.pruned_through` (checked when its stale entry comes, and at the end of the chain).
 fn compare_update(
     snapshot: &Snapshot,
     update: &StateTreeUpdate,
@@ -258,12 +275,18 @@ fn compare_update(
         let stored = stored
             .map(|guard| decode_node(guard.value(), node_key))
             .transpose()?;
-        if stored.as_ref() != Some(node) {
-            return Err(corrupt(
-                name::STATE_NODES,
-                format!("node {node_key:?}"),
-                "stored node differs from re-execution's",
-            ));
+        match stored {
+            Some(stored) if stored == *node => expected.nodes += 1,
+            Some(_) => {
+                return Err(corrupt(
+                    name::STATE_NODES,
+                    format!("node {node_key:?}"),
+                    "stored node differs from re-execution's",
+                ))
+            }
+            None => {
+                expected.absent_nodes.insert((node_key.version(), path));
+            }
         }
     }
     for ((version, key_hash), value) in update.values() {
@@ -281,20 +304,36 @@ fn compare_update(
         }
     }
     for entry in update.stale_nodes() {
-        if !snapshot.has_stale(entry.stale_since_version, &entry.node_key)? {
+        let key = || {
+            format!(
+                "stale since {}, node {:?}",
+                entry.stale_since_version, entry.node_key
+            )
+        };
+        let stored = snapshot.has_stale(entry.stale_since_version, &entry.node_key)?;
+        if entry.stale_since_version > expected.pruned_through {
+            if !stored {
+                return Err(corrupt(name::STATE_STALE, key(), "missing"));
+            }
+            expected.stale += 1;
+            continue;
+        }
+        if stored {
+            return Err(corrupt(name::STATE_STALE, key(), "not pruned"));
+        }
+        let node = (entry.node_key.version(), node_key_path(&entry.node_key));
+        if !expected.absent_nodes.remove(&node) {
             return Err(corrupt(
-                name::STATE_STALE,
+                name::STATE_NODES,
+                format!("node {:?}", entry.node_key),
                 format!(
-                    "stale since {}, node {:?}",
-                    entry.stale_since_version, entry.node_key
+                    "still stored, though stale since version {} and pruned through {}",
+                    entry.stale_since_version, expected.pruned_through
                 ),
-                "missing",
             ));
         }
     }
-    expected.nodes += update.nodes().len() as u64;
     expected.values += update.values().len() as u64;
-    expected.stale += update.stale_nodes().len() as u64;
     Ok(())
 }
 
