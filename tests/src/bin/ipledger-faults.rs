@@ -17,6 +17,11 @@ use rand_core::{OsRng, RngCore};
 use std::path::PathBuf;
 use std::time::Duration;
 
+const USAGE: &str =
+    "usage: ipledger-faults [--seed N] [--duration-s S] [--faults crash,split,...] \
+     [--dir DIR] [--bin target/release] [--load-threads N] [--store-cache-mib M] [--prefill TXS]\n\
+     fault kinds: crash, crash-during-start, isolate, split, slow-link, lossy-link (default: all)";
+
 fn options() -> Result<Options> {
     let mut options = Options {
         seed: OsRng.next_u64(),
@@ -30,6 +35,10 @@ fn options() -> Result<Options> {
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
+        if flag == "--help" || flag == "-h" {
+            println!("{USAGE}");
+            std::process::exit(0);
+        }
         let value = args
             .next()
             .with_context(|| format!("{flag} needs a value"))?;
@@ -52,7 +61,7 @@ fn options() -> Result<Options> {
             "--store-cache-mib" => {
                 options.store_cache_mib = Some(value.parse().context("--store-cache-mib")?)
             }
-            _ => bail!("unknown flag {flag}; see the top of tests/src/bin/ipledger-faults.rs"),
+            _ => bail!("unknown flag {flag}\n{USAGE}"),
         }
     }
     if options.dir.as_os_str().is_empty() {
