@@ -25,8 +25,9 @@ use std::time::{Duration, Instant};
 pub const POLL: Duration = Duration::from_millis(50);
 /// The largest datagram the UDP proxy forwards (QUIC keeps datagrams below 1,500 bytes).
 const DATAGRAM_BYTES_MAX: usize = 65_535;
-/// The most client addresses one UDP proxy keeps an upstream socket for. A QUIC endpoint uses
-/// one address, so this is far above what a link sees; past it new clients are dropped.
+/// The most client addresses one UDP proxy keeps an upstream socket (and a thread) for. Every
+/// start of a node is a new QUIC endpoint on a new address, so over a long run a link sees far
+/// more; past this bound a new client replaces the one heard from least recently.
 const UDP_CLIENTS_MAX: usize = 64;
 /// The most TCP connections one proxy forwards at once; further ones are closed at once.
 const TCP_CONNECTIONS_MAX: usize = 64;
@@ -354,6 +355,51 @@ fn receive_loop(
     }
 }
 
+/// One client address of a UDP proxy: the socket that talks to the target for it, and the
+/// thread that sends the target's answers back.
+struct UdpClient {
+    upstream: Arc<UdpSocket>,
+    last_heard: Instant,
+    stop: Arc<AtomicBool>,
+    replier: JoinHandle<()>,
+}
+
+impl UdpClient {
+    /// An upstream socket connected to `target` and a replier thread sending what it receives
+    /// to `client` through `socket`.
+    fn start(
+        socket: &Arc<UdpSocket>,
+        client: SocketAddr,
+        target: SocketAddr,
+        link: &Arc<Link>,
+        seed: u64,
+    ) -> Result<UdpClient> {
+        let upstream = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
+        upstream.connect(target)?;
+        let upstream = Arc::new(upstream);
+        let stop = Arc::new(AtomicBool::new(false));
+        let replier = spawn_named("udp-replier".into(), {
+            let (socket, upstream, link, stop) =
+                (socket.clone(), upstream.clone(), link.clone(), stop.clone());
+            move || udp_replies(&upstream, socket, client, &link, &stop, seed)
+        })?;
+        Ok(UdpClient {
+            upstream,
+            last_heard: Instant::now(),
+            stop,
+            replier,
+        })
+    }
+
+    /// Stops the replier thread and closes the upstream socket.
+    fn end(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.replier
+            .join()
+            .expect("a replier thread does not panic");
+    }
+}
+
 /// Forwards datagrams from clients to `target` and back, each direction applying the link's
 /// faults on its own ([`Lane`]): a cut drops everything both ways, a delay, loss, duplication
 /// or reordering hits the datagrams going either way.
@@ -365,51 +411,47 @@ fn udp_loop(
     seed: u64,
 ) {
     let socket = Arc::new(socket);
-    let mut upstreams: HashMap<SocketAddr, Arc<UdpSocket>> = HashMap::new();
-    let mut repliers: Vec<JoinHandle<()>> = Vec::new();
+    let mut clients: HashMap<SocketAddr, UdpClient> = HashMap::new();
+    let mut clients_started = 0u64;
     let mut lane = Lane::new(seed);
     receive_loop(
         &socket.clone(),
         &mut lane,
         link,
         stop,
-        |lane, bytes, client| {
-            let upstream = match upstreams.get(&client) {
-                Some(upstream) => upstream.clone(),
-                None if upstreams.len() < UDP_CLIENTS_MAX => {
-                    let Ok(upstream) = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)) else {
-                        return;
-                    };
-                    if upstream.connect(target).is_err() {
-                        return;
-                    }
-                    let upstream = Arc::new(upstream);
-                    let (reply_socket, reply_from) = (socket.clone(), upstream.clone());
-                    let (link, stop) = (link.clone(), stop.clone());
-                    let reply_seed = seed ^ (upstreams.len() as u64 + 1).wrapping_mul(0x9E37_79B9);
-                    if let Ok(replier) = std::thread::Builder::new()
-                        .name("udp-replier".into())
-                        .spawn(move || {
-                            udp_replies(&reply_from, reply_socket, client, &link, &stop, reply_seed)
-                        })
-                    {
-                        repliers.push(replier);
-                    }
-                    upstreams.insert(client, upstream.clone());
-                    upstream
+        |lane, bytes, address| {
+            if !clients.contains_key(&address) {
+                if clients.len() >= UDP_CLIENTS_MAX {
+                    let quietest = clients
+                        .iter()
+                        .min_by_key(|(_, client)| client.last_heard)
+                        .map(|(address, _)| *address)
+                        .expect("a full map has a quietest client");
+                    clients.remove(&quietest).expect("just found").end();
                 }
-                None => return,
-            };
+                clients_started += 1;
+                let reply_seed = seed ^ clients_started.wrapping_mul(0x9E37_79B9);
+                match UdpClient::start(&socket, address, target, link, reply_seed) {
+                    Ok(client) => {
+                        clients.insert(address, client);
+                    }
+                    // Out of sockets or threads: the datagram is lost, as on a busy router.
+                    Err(_) => return,
+                }
+            }
+            let client = clients.get_mut(&address).expect("inserted above");
+            client.last_heard = Instant::now();
             let datagram = Datagram {
-                socket: upstream,
+                socket: client.upstream.clone(),
                 to: None,
                 bytes,
             };
             lane.arrived(datagram, link);
         },
     );
-    for replier in repliers {
-        replier.join().expect("a replier thread does not panic");
+    assert!(clients.len() <= UDP_CLIENTS_MAX);
+    for (_, client) in clients {
+        client.end();
     }
 }
 
@@ -472,6 +514,35 @@ mod tests {
             received.push(u32::from_le_bytes(buffer[..read].try_into().unwrap()));
         }
         received
+    }
+
+    /// Found by the soak with seed 20261128: after about 60 restarts of a node (each a new
+    /// QUIC endpoint on a new address), the proxy dropped every new client and the network
+    /// stopped for good.
+    #[test]
+    fn a_udp_proxy_keeps_serving_new_clients_after_more_than_its_bound_came_and_went() {
+        let (_first, server, proxy, _) = udp_pair();
+        let mut buffer = [0u8; 16];
+        for n in 0..UDP_CLIENTS_MAX as u32 + 8 {
+            let client = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+            client
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            client.connect((Ipv4Addr::LOCALHOST, proxy.port)).unwrap();
+            client.send(&n.to_le_bytes()).unwrap();
+            let (read, from) = server
+                .recv_from(&mut buffer)
+                .unwrap_or_else(|error| panic!("client {n} got nothing through: {error}"));
+            assert_eq!(&buffer[..read], n.to_le_bytes());
+            server.send_to(&n.to_le_bytes(), from).unwrap();
+            let read = client.recv(&mut buffer).unwrap();
+            assert_eq!(
+                &buffer[..read],
+                n.to_le_bytes(),
+                "client {n} got its answer"
+            );
+        }
+        proxy.stop();
     }
 
     #[test]
