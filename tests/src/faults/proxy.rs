@@ -26,7 +26,7 @@ pub const POLL: Duration = Duration::from_millis(50);
 /// The largest datagram the UDP proxy forwards (QUIC keeps datagrams below 1,500 bytes).
 const DATAGRAM_BYTES_MAX: usize = 65_535;
 /// The most client addresses one UDP proxy keeps an upstream socket (and a thread) for. Every
-/// start of a node is a new QUIC endpoint on a new address, so over a long run a link sees far
+/// start of a node is a new QUIC endpoint on new addresses, so over a long run a link sees far
 /// more; past this bound a new client replaces the one heard from least recently.
 const UDP_CLIENTS_MAX: usize = 64;
 /// The most TCP connections one proxy forwards at once; further ones are closed at once.
@@ -516,9 +516,9 @@ mod tests {
         received
     }
 
-    /// Found by the soak with seed 20261128: after about 60 restarts of a node (each a new
-    /// QUIC endpoint on a new address), the proxy dropped every new client and the network
-    /// stopped for good.
+    /// Found by the soak with seed 20261128: after many restarts of the nodes (each a new QUIC
+    /// endpoint on new addresses), the proxies were full, dropped every new client, and the
+    /// network stopped for good.
     #[test]
     fn a_udp_proxy_keeps_serving_new_clients_after_more_than_its_bound_came_and_went() {
         let (_first, server, proxy, _) = udp_pair();
