@@ -107,7 +107,7 @@ fn main() -> Result<()> {
         println!(
             "  peak memory {:>15}: {} MiB (first 10 min), {} MiB (last 10 min); each 10 min: {}",
             peak.node,
-            peak.first_kib / 1024,
+            peak.first_kib() / 1024,
             peak.last_kib / 1024,
             windows.join(" ")
         );

@@ -661,12 +661,17 @@ fn compare_blocks(
 #[derive(Debug)]
 pub struct PeakMemory {
     pub node: String,
-    /// In the first ten minutes.
-    pub first_kib: u64,
     /// In the last ten minutes.
     pub last_kib: u64,
     /// In each ten minutes, in order (the last may be shorter).
     pub windows_kib: Vec<u64>,
+}
+
+impl PeakMemory {
+    /// In the first ten minutes.
+    pub fn first_kib(&self) -> u64 {
+        self.windows_kib.first().copied().unwrap_or(0)
+    }
 }
 
 /// Each node's resident memory, sampled once a second, reported as the peak of each ten
@@ -714,11 +719,37 @@ impl RssWindows {
                 }
                 PeakMemory {
                     node: name.clone(),
-                    first_kib: windows_kib.first().copied().unwrap_or(0),
                     last_kib,
                     windows_kib,
                 }
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_peaks_are_kept_per_ten_minutes_and_for_the_last_ten() {
+        let mut windows = RssWindows::new(2);
+        let minute = |m: u64| Duration::from_secs(60 * m);
+        let samples = [
+            (0, 10, Some(5)),
+            (9, 30, None),
+            (10, 20, Some(7)),
+            (25, 15, Some(9)),
+            (31, 12, Some(8)),
+        ];
+        for (at, a, b) in samples {
+            windows.record(minute(at), &[Some(a), b]);
+        }
+        let peaks = windows.peaks(&["a".into(), "b".into()]);
+        assert_eq!(peaks[0].windows_kib, vec![30, 20, 15, 12]);
+        assert_eq!(peaks[0].first_kib(), 30);
+        assert_eq!(peaks[0].last_kib, 15, "minutes 21..=31");
+        assert_eq!(peaks[1].windows_kib, vec![5, 7, 9, 8]);
+        assert_eq!(peaks[1].last_kib, 9);
     }
 }
