@@ -4,7 +4,9 @@
 # (no privileges needed). Stops at the first run with an anomaly; its output names the seed.
 #
 #   scripts/faults.sh            run the listed seeds
-#   scripts/faults.sh SEED S K   run one seed for S seconds of fault kinds K (comma-separated)
+#   scripts/faults.sh SEED S K [OPTIONS...]
+#                                run one seed for S seconds of fault kinds K (comma-separated),
+#                                with more ipledger-faults options (for instance --prefill 512)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,10 +14,10 @@ cargo build --release -q -p ipledger-node -p ipledger-genesis -p ipledger-tests 
 runs_dir=$(mktemp -d "${TMPDIR:-/tmp}/ipledger-faults.XXXXXX")
 trap 'rm -rf "$runs_dir"' EXIT
 
-run() { # seed seconds kinds
-  echo "== fault run: seed $1, $2 s of $3"
+run() { # seed seconds kinds [options...]
+  echo "== fault run: seed $1, $2 s of $3${4:+, options: ${*:4}}"
   if ! target/release/ipledger-faults --seed "$1" --duration-s "$2" --faults "$3" \
-      --dir "$runs_dir/seed-$1"; then
+      --dir "$runs_dir/seed-$1" "${@:4}"; then
     echo "fault run with seed $1 found an anomaly; node logs: $runs_dir/seed-$1/node-*/node.log" >&2
     trap - EXIT
     exit 1
@@ -24,9 +26,10 @@ run() { # seed seconds kinds
 }
 
 if [ $# -gt 0 ]; then
-  run "${1:?seed}" "${2:?seconds}" "${3:?kinds}"
+  run "${1:?seed}" "${2:?seconds}" "${3:?kinds}" "${@:4}"
   exit 0
 fi
-grep -v '^\s*\(#\|$\)' tests/faults/ci-seeds.txt | while read -r seed seconds kinds; do
-  run "$seed" "$seconds" "$kinds"
+grep -v '^\s*\(#\|$\)' tests/faults/ci-seeds.txt | while read -r seed seconds kinds options; do
+  # shellcheck disable=SC2086 # the options are words, split on purpose
+  run "$seed" "$seconds" "$kinds" $options
 done

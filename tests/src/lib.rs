@@ -127,6 +127,85 @@ pub fn post_tx(agent: &ureq::Agent, node_url: &str, tx: &SignedTx) -> Result<(u1
     }
 }
 
+/// How long [`post_resending`] keeps sending a request that the node answers 503 (busy) or
+/// whose connection fails before an answer.
+pub const RESEND_DEADLINE: Duration = Duration::from_secs(120);
+
+/// The answers to one request: each transaction's HTTP status and JSON answer, in order.
+pub type Answers = Vec<(u16, Value)>;
+
+/// POSTs `body` (JSON) to `url`, sending it again while the node answers 503 or the connection
+/// fails before an answer (most often a kept-alive connection the node closed while idle), for
+/// at most [`RESEND_DEADLINE`]. A resubmission is harmless: a pending transaction is answered as
+/// pending, and one the earlier send got committed is refused as `already_committed`, which the
+/// caller must resolve. Returns the status, the JSON body, and whether it was sent more than once.
+pub fn post_resending(agent: &ureq::Agent, url: &str, body: &str) -> Result<(u16, Value, bool)> {
+    let deadline = Instant::now() + RESEND_DEADLINE;
+    let mut resent = false;
+    loop {
+        let sent = agent
+            .post(url)
+            .header("content-type", "application/json")
+            .send(body);
+        let mut response = match sent {
+            Ok(response) => response,
+            Err(error) if Instant::now() < deadline => {
+                eprintln!("POST {url}: {error}; sending again");
+                std::thread::sleep(Duration::from_millis(200));
+                resent = true;
+                continue;
+            }
+            Err(error) => return Err(error).with_context(|| format!("POST {url}")),
+        };
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string()?;
+        if status == 503 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(500));
+            resent = true;
+            continue;
+        }
+        let json = serde_json::from_str(&text)
+            .with_context(|| format!("POST {url} answered {status} with non-JSON: {text:.200}"))?;
+        return Ok((status, json, resent));
+    }
+}
+
+/// Sends `txs` in one request to `node_url`'s batch route and waits for every commit, through
+/// [`post_resending`]. Returns each transaction's answer, as the single route would give it, in
+/// the order sent, and whether the request was sent more than once.
+pub fn post_batch(
+    agent: &ureq::Agent,
+    node_url: &str,
+    txs: &[impl AsRef<str>],
+) -> Result<(Answers, bool)> {
+    let url = format!("{node_url}/v1/transactions/batch?wait=true&timeout_ms=60000");
+    let body = format!(
+        "[{}]",
+        txs.iter().map(AsRef::as_ref).collect::<Vec<_>>().join(",")
+    );
+    let (status, json, resent) = post_resending(agent, &url, &body)?;
+    ensure!(status == 200, "POST {url} answered {status}: {json:.300}");
+    let results = json["results"]
+        .as_array()
+        .with_context(|| format!("a batch answer without results: {json:.200}"))?;
+    ensure!(
+        results.len() == txs.len(),
+        "{} results for {} transactions",
+        results.len(),
+        txs.len()
+    );
+    let answers = results
+        .iter()
+        .map(|item| {
+            let status = item["http_status"]
+                .as_u64()
+                .with_context(|| format!("a batch result without http_status: {item}"))?;
+            Ok((status as u16, item["answer"].clone()))
+        })
+        .collect::<Result<Answers>>()?;
+    Ok((answers, resent))
+}
+
 /// Turns a submission's answer into an [`Outcome`], or an error for anything else.
 pub fn outcome(status: u16, answer: &Value) -> Result<Outcome> {
     match status {

@@ -27,7 +27,10 @@
 //! fails the run.
 
 use anyhow::{bail, ensure, Context, Result};
-use ipledger_tests::{agent, outcome, random_key, sha256, Net, Outcome, ORGANISATIONS};
+use ipledger_tests::{
+    agent, outcome, post_batch, post_resending, random_key, sha256, Answers, Net, Outcome,
+    ORGANISATIONS, RESEND_DEADLINE,
+};
 use ledger_core::crypto::{verify_batch, SignedMessage, SigningKey};
 use ledger_core::tx::{tx_sign_bytes, Action, PledgeTerms, SignedTx, TxBody};
 use ledger_core::types::{AssetId, EvidenceKind, Money, WorkKind};
@@ -56,8 +59,6 @@ const BATCHES_IN_FLIGHT: usize = 16;
 const SINGLES_IN_FLIGHT: usize = 512;
 /// How many heights a pre-signed transaction stays valid: every phase must commit within it.
 const LIFETIME_HEIGHTS: u64 = 1_000;
-/// How long a batch (or its transactions) may keep being answered 503 before the run fails.
-const RETRY_DEADLINE: Duration = Duration::from_secs(120);
 
 fn args() -> Result<Args> {
     let mut args = std::env::args().skip(1);
@@ -262,89 +263,24 @@ struct Plan {
 }
 
 /// One request's answer per transaction: its status and body, as the single route answers.
-type Answers = Vec<(u16, serde_json::Value)>;
-
-/// Sends `txs` (JSON each) to `node_url` and waits for every commit: the single route for one
-/// transaction, the batch route otherwise. Retries the whole request while the node answers 503
-/// or the connection fails before an answer (a resubmission is harmless: a pending transaction
-/// is answered as pending; one the first request got committed is refused as
-/// `already_committed`, which [`settle_resent`] resolves). Returns each transaction's answer in
-/// order, and whether the request was sent more than once.
+/// Sends `txs` to `node_url` and waits for every commit: the single route for one transaction,
+/// the batch route otherwise, either through [`ipledger_tests::post_resending`] (a transaction
+/// sent more than once and refused as `already_committed` is resolved by [`settle_resent`]).
+/// Returns each transaction's answer in order, and whether the request was sent more than once.
 fn post(
     agent: &ureq::Agent,
     node_url: &str,
     txs: &[&Ready],
     batch_route: bool,
 ) -> Result<(Answers, bool)> {
-    let (url, body) = if batch_route {
-        let mut body = String::from("[");
-        for (k, tx) in txs.iter().enumerate() {
-            if k > 0 {
-                body.push(',');
-            }
-            body.push_str(&tx.json);
-        }
-        body.push(']');
-        (
-            format!("{node_url}/v1/transactions/batch?wait=true&timeout_ms=60000"),
-            body,
-        )
-    } else {
-        ensure!(txs.len() == 1, "the single route takes one transaction");
-        (
-            format!("{node_url}/v1/transactions?wait=true&timeout_ms=60000"),
-            txs[0].json.clone(),
-        )
-    };
-    let deadline = Instant::now() + RETRY_DEADLINE;
-    let mut resent = false;
-    loop {
-        let sent = agent
-            .post(&url)
-            .header("content-type", "application/json")
-            .send(body.as_str());
-        let mut response = match sent {
-            Ok(response) => response,
-            // Most often a kept-alive connection the node closed while idle.
-            Err(error) if Instant::now() < deadline => {
-                eprintln!("POST {url}: {error}; sending again");
-                std::thread::sleep(Duration::from_millis(200));
-                resent = true;
-                continue;
-            }
-            Err(error) => return Err(error).with_context(|| format!("POST {url}")),
-        };
-        let status = response.status().as_u16();
-        let text = response.body_mut().read_to_string()?;
-        if status == 503 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(500));
-            resent = true;
-            continue;
-        }
-        let json: serde_json::Value = serde_json::from_str(&text)
-            .with_context(|| format!("POST {url} answered {status} with non-JSON: {text:.200}"))?;
-        if !batch_route {
-            return Ok((vec![(status, json)], resent));
-        }
-        ensure!(status == 200, "POST {url} answered {status}: {json}");
-        let results = json["results"]
-            .as_array()
-            .with_context(|| format!("a batch answer without results: {json:.200}"))?;
-        ensure!(
-            results.len() == txs.len(),
-            "{} results for {} transactions",
-            results.len(),
-            txs.len()
-        );
-        let answers = results
-            .iter()
-            .map(|item| {
-                let status = item["http_status"].as_u64().context("http_status")? as u16;
-                Ok((status, item["answer"].clone()))
-            })
-            .collect::<Result<Answers>>()?;
-        return Ok((answers, resent));
+    if batch_route {
+        let bodies: Vec<&str> = txs.iter().map(|tx| tx.json.as_str()).collect();
+        return post_batch(agent, node_url, &bodies);
     }
+    ensure!(txs.len() == 1, "the single route takes one transaction");
+    let url = format!("{node_url}/v1/transactions?wait=true&timeout_ms=60000");
+    let (status, json, resent) = post_resending(agent, &url, &txs[0].json)?;
+    Ok((vec![(status, json)], resent))
 }
 
 /// For a transaction sent more than once and refused as `already_committed`: its commit, if
@@ -383,7 +319,7 @@ fn submit_all(net: &Net, ready: &[Ready], plan: Plan, head: &AtomicU64) -> Resul
                     let end = ready.len().min((k + 1) * plan.batch);
                     let mut waiting: Vec<&Ready> = ready[k * plan.batch..end].iter().collect();
                     let submitted = Instant::now();
-                    let retry_until = submitted + RETRY_DEADLINE;
+                    let retry_until = submitted + RESEND_DEADLINE;
                     while !waiting.is_empty() {
                         let (answers, resent) =
                             match post(&agent, &node.url, &waiting, plan.batch > 1) {

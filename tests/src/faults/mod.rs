@@ -472,38 +472,19 @@ impl Load {
                 Self::attestation(net, attestor, &format!("prefill {seed} {k}"), head)
             })
             .collect::<Result<Vec<_>>>()?;
-        let url = format!(
-            "{}/v1/transactions/batch?wait=true&timeout_ms=60000",
-            net.nodes[node].url
-        );
-        let mut response = agent
-            .post(&url)
-            .header("content-type", "application/json")
-            .send(serde_json::to_string(&txs)?.as_str())
-            .with_context(|| format!("prefill: POST {url}"))?;
-        let status = response.status().as_u16();
-        let text = response.body_mut().read_to_string()?;
-        anyhow::ensure!(
-            status == 200,
-            "prefill: POST {url} answered {status}: {text:.300}"
-        );
-        let answer: serde_json::Value = serde_json::from_str(&text)
-            .with_context(|| format!("prefill: POST {url} answered non-JSON: {text:.300}"))?;
-        let results = answer["results"]
-            .as_array()
-            .with_context(|| format!("prefill: a batch answer without results: {text:.300}"))?;
-        anyhow::ensure!(
-            results.len() == txs.len(),
-            "prefill: {} results for {} transactions",
-            results.len(),
-            txs.len()
-        );
-        for (tx, result) in txs.iter().zip(results) {
-            let committed = &result["answer"];
-            let height = committed["height"]
+        let bodies = txs
+            .iter()
+            .map(serde_json::to_string)
+            .collect::<Result<Vec<_>, _>>()?;
+        let (answers, _resent) =
+            crate::post_batch(agent, &net.nodes[node].url, &bodies).context("prefill: a batch")?;
+        for (tx, (status, answer)) in txs.iter().zip(answers) {
+            let height = answer["height"]
                 .as_u64()
-                .filter(|_| committed["status"] == "committed")
-                .with_context(|| format!("prefill: {} was not committed: {result}", tx.id()))?;
+                .filter(|_| answer["status"] == "committed")
+                .with_context(|| {
+                    format!("prefill: {} was not committed: {status} {answer}", tx.id())
+                })?;
             self.acknowledge(tx.id(), height, node);
         }
         Ok(())
