@@ -10,12 +10,17 @@
 #
 #   scripts/load.sh [N] [CONCURRENCY] [BATCH]     a fresh network in a temporary directory, stopped after
 #   LOAD_DIR=DIR scripts/load.sh [N] [C] [B]      an already running network (scripts/local-net.sh start DIR)
+#   scripts/load.sh --rate R [--seconds S] [...]  open-loop: R tx/s offered for S s (default 60);
+#                                                 any ipledger-load options, passed as they are
 set -euo pipefail
 cd "$(dirname "$0")/.."
-txs=${1:-5000}
-options=(--txs "$txs")
-if [ -n "${2:-}" ]; then options+=(--concurrency "$2"); fi
-if [ -n "${3:-}" ]; then options+=(--batch "$3"); fi
+if [[ "${1:-}" == --* ]]; then
+  options=("$@")
+else
+  options=(--txs "${1:-5000}")
+  if [ -n "${2:-}" ]; then options+=(--concurrency "$2"); fi
+  if [ -n "${3:-}" ]; then options+=(--batch "$3"); fi
+fi
 
 cargo build --release -q -p ipledger-node -p ipledger-genesis -p ipledger-tests -p ipledger-client
 if [ -n "${LOAD_DIR:-}" ]; then

@@ -1,6 +1,7 @@
 //! A load generator for a running local network (run by hand, not in CI):
 //!
 //!   ipledger-load DIR [--txs N] [--batch B] [--concurrency C] [--parties P]
+//!   ipledger-load DIR --rate R [--seconds S] [--batch B] [--concurrency C] [--parties P]
 //!
 //! Issue 6's fixed mix from P parties (default 10,000): 60 % evidence attestations (by the
 //! organisations), 25 % work registrations, 10 % transfers of a work between parties, 5 % pledges
@@ -18,6 +19,13 @@
 //! committed, so a transaction committed in an earlier block than the rest of its batch counts
 //! the later one). Batches answered 503 (busy) and transactions answered 503 (`mempool_full`) are
 //! sent again, their clock still running from the first send.
+//!
+//! That is a closed loop: each sender waits for its commits before it sends again, so the rate
+//! follows the latency. With `--rate R` the mix is open-loop instead: R transactions per second
+//! offered for S seconds (default 60; N = R × S), batch k due at k × B / R seconds after the start
+//! whether or not earlier ones were answered, sent by up to C senders (default 64). Latency then
+//! runs from when a batch was due, so a batch sent late because every sender was still waiting
+//! counts its wait (no coordinated omission), and the report says how late sends fell.
 //!
 //! Prints committed transactions and signatures per second, submit-to-commit latency (p50, p99,
 //! max), the CPU time each node and this generator used during the mix, each node's peak memory
@@ -45,10 +53,12 @@ struct Args {
     batch: usize,
     concurrency: Option<usize>,
     parties: usize,
+    /// Open-loop: transactions per second offered, and for how many seconds.
+    rate: Option<(f64, f64)>,
 }
 
-const USAGE: &str =
-    "usage: ipledger-load DIR [--txs N] [--batch B] [--concurrency C] [--parties P]";
+const USAGE: &str = "usage: ipledger-load DIR [--txs N | --rate R [--seconds S]] [--batch B] \
+                     [--concurrency C] [--parties P]";
 
 /// The most transactions a batch may hold: the node's `BATCH_TXS_MAX`.
 const BATCH_MAX: usize = 256;
@@ -57,6 +67,11 @@ const BATCH_MAX: usize = 256;
 const BATCHES_IN_FLIGHT: usize = 16;
 /// Single submissions in flight by default (`--batch 1`): the figure earlier runs used.
 const SINGLES_IN_FLIGHT: usize = 512;
+/// Senders of an open-loop run by default: at 10,000 tx/s in batches of 256 and 1.5 s of latency,
+/// 59 batches are in flight.
+const OPEN_LOOP_SENDERS: usize = 64;
+/// How long an open-loop run offers its rate by default: issue 6's sustained minute.
+const OPEN_LOOP_SECONDS: f64 = 60.0;
 /// How many heights a pre-signed transaction stays valid: every phase must commit within it.
 const LIFETIME_HEIGHTS: u64 = 1_000;
 
@@ -68,10 +83,16 @@ fn args() -> Result<Args> {
         batch: BATCH_MAX,
         concurrency: None,
         parties: 10_000,
+        rate: None,
     };
+    let mut txs = None;
+    let mut rate: Option<f64> = None;
+    let mut seconds = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--txs" => parsed.txs = args.next().context("--txs N")?.parse()?,
+            "--txs" => txs = Some(args.next().context("--txs N")?.parse()?),
+            "--rate" => rate = Some(args.next().context("--rate R")?.parse()?),
+            "--seconds" => seconds = Some(args.next().context("--seconds S")?.parse()?),
             "--batch" => parsed.batch = args.next().context("--batch B")?.parse()?,
             "--concurrency" => {
                 parsed.concurrency = Some(args.next().context("--concurrency C")?.parse()?)
@@ -82,6 +103,19 @@ fn args() -> Result<Args> {
         }
     }
     ensure!(!parsed.dir.is_empty(), USAGE);
+    match (rate, seconds, txs) {
+        (None, None, txs) => parsed.txs = txs.unwrap_or(parsed.txs),
+        (Some(rate), seconds, None) => {
+            let seconds = seconds.unwrap_or(OPEN_LOOP_SECONDS);
+            ensure!(
+                rate >= 1.0 && seconds > 0.0,
+                "R must be at least 1 and S positive"
+            );
+            parsed.rate = Some((rate, seconds));
+            parsed.txs = (rate * seconds).round() as usize;
+        }
+        _ => bail!("--txs cannot go with --rate, and --seconds needs --rate\n{USAGE}"),
+    }
     ensure!(
         parsed.txs > 0 && parsed.concurrency != Some(0) && parsed.parties >= 2,
         "N and C must be positive and P at least 2"
@@ -94,12 +128,34 @@ fn args() -> Result<Args> {
 }
 
 impl Args {
-    fn in_flight(&self) -> usize {
-        self.concurrency.unwrap_or(if self.batch == 1 {
+    /// How setup's transactions go: closed-loop, C requests in flight unless the mix is
+    /// open-loop (then C counts its senders, and setup keeps the closed-loop default).
+    fn setup_plan(&self) -> Plan {
+        let default = if self.batch == 1 {
             SINGLES_IN_FLIGHT
         } else {
             BATCHES_IN_FLIGHT
-        })
+        };
+        Plan {
+            batch: self.batch,
+            in_flight: match self.rate {
+                None => self.concurrency.unwrap_or(default),
+                Some(_) => default,
+            },
+            rate: None,
+        }
+    }
+
+    /// How the measured mix's transactions go.
+    fn mix_plan(&self) -> Plan {
+        match self.rate {
+            None => self.setup_plan(),
+            Some((rate, _)) => Plan {
+                batch: self.batch,
+                in_flight: self.concurrency.unwrap_or(OPEN_LOOP_SENDERS),
+                rate: Some(rate),
+            },
+        }
     }
 }
 
@@ -247,6 +303,8 @@ fn prepare(net: &Net, jobs: &[Job], height: u64) -> Result<Vec<Ready>> {
 /// What submitting a list of jobs came to.
 struct Run {
     latencies: Vec<Duration>,
+    /// Open-loop: how late the latest request was sent after it was due.
+    latest_send: Duration,
     signatures: usize,
     elapsed: Duration,
     first_height: u64,
@@ -260,9 +318,11 @@ struct Plan {
     batch: usize,
     /// Requests in flight.
     in_flight: usize,
+    /// Open-loop: transactions per second offered; closed-loop (each sender waits for its
+    /// commits before sending again) when `None`.
+    rate: Option<f64>,
 }
 
-/// One request's answer per transaction: its status and body, as the single route answers.
 /// Sends `txs` to `node_url` and waits for every commit: the single route for one transaction,
 /// the batch route otherwise, either through [`ipledger_tests::post_resending`] (a transaction
 /// sent more than once and refused as `already_committed` is resolved by [`settle_resent`]).
@@ -296,7 +356,8 @@ fn settle_resent(
 }
 
 /// Submits `ready` as `plan` says, each request to the next node in rotation, waiting for the
-/// commits; any refusal or error fails the run. The clock starts at the first request.
+/// commits; any refusal or error fails the run. The clock starts at the first request. A
+/// transaction's latency runs from when its request was due (open-loop) or sent (closed-loop).
 fn submit_all(net: &Net, ready: &[Ready], plan: Plan, head: &AtomicU64) -> Result<Run> {
     let first_height = head.load(Ordering::Relaxed);
     let next = AtomicUsize::new(0);
@@ -305,6 +366,7 @@ fn submit_all(net: &Net, ready: &[Ready], plan: Plan, head: &AtomicU64) -> Resul
     let signatures = AtomicUsize::new(0);
     let failures = Mutex::new(Vec::new());
     let last_commit = Mutex::new(Instant::now());
+    let latest_send = Mutex::new(Duration::ZERO);
     let started = Instant::now();
     std::thread::scope(|scope| {
         for _ in 0..plan.in_flight.min(requests) {
@@ -318,7 +380,18 @@ fn submit_all(net: &Net, ready: &[Ready], plan: Plan, head: &AtomicU64) -> Resul
                     let node = &net.nodes[k % net.nodes.len()];
                     let end = ready.len().min((k + 1) * plan.batch);
                     let mut waiting: Vec<&Ready> = ready[k * plan.batch..end].iter().collect();
-                    let submitted = Instant::now();
+                    let submitted = match plan.rate {
+                        None => Instant::now(),
+                        Some(rate) => {
+                            let due =
+                                started + Duration::from_secs_f64((k * plan.batch) as f64 / rate);
+                            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                            let late = Instant::now() - due;
+                            let mut latest = latest_send.lock().unwrap();
+                            *latest = (*latest).max(late);
+                            due
+                        }
+                    };
                     let retry_until = submitted + RESEND_DEADLINE;
                     while !waiting.is_empty() {
                         let (answers, resent) =
@@ -385,6 +458,7 @@ fn submit_all(net: &Net, ready: &[Ready], plan: Plan, head: &AtomicU64) -> Resul
     let elapsed = *last_commit.lock().unwrap() - started;
     Ok(Run {
         latencies,
+        latest_send: latest_send.into_inner().unwrap(),
         signatures: signatures.into_inner(),
         elapsed,
         first_height,
@@ -534,10 +608,8 @@ fn main() -> Result<()> {
         head = head.max(net.status(node)?["height"].as_u64().context("height")?);
     }
     let head = AtomicU64::new(head);
-    let plan = Plan {
-        batch: args.batch,
-        in_flight: args.in_flight(),
-    };
+    let setup_plan = args.setup_plan();
+    let plan = args.mix_plan();
     let mut run_id = [0u8; 4];
     OsRng.fill_bytes(&mut run_id);
     let run_id = hex::encode(run_id);
@@ -573,10 +645,10 @@ fn main() -> Result<()> {
         "setup: enrolling {} parties on {} nodes, {route}, at most {} requests in flight",
         parties.len(),
         net.nodes.len(),
-        plan.in_flight
+        setup_plan.in_flight
     );
     let ready = prepare(&net, &enrolments, head.load(Ordering::Relaxed))?;
-    let run = submit_all(&net, &ready, plan, &head)?;
+    let run = submit_all(&net, &ready, setup_plan, &head)?;
     print_run("setup: enrolments", enrolments.len(), &run);
     let pooled = args.txs.div_ceil(20) * 3;
     let pool: Vec<(AssetId, String)> = (0..pooled)
@@ -595,7 +667,7 @@ fn main() -> Result<()> {
         .map(|(k, (_, owner))| register_work(owner, &format!("{run_id} pool {k}")))
         .collect();
     let ready = prepare(&net, &pool_jobs, head.load(Ordering::Relaxed))?;
-    let run = submit_all(&net, &ready, plan, &head)?;
+    let run = submit_all(&net, &ready, setup_plan, &head)?;
     print_run(
         "setup: works for transfers and pledges",
         pool_jobs.len(),
@@ -610,11 +682,17 @@ fn main() -> Result<()> {
         &run_id,
         net.genesis.genesis_time_ms,
     );
+    let pace = match args.rate {
+        None => format!("closed-loop, at most {} requests in flight", plan.in_flight),
+        Some((rate, seconds)) => format!(
+            "open-loop, {rate:.0} tx/s offered for {seconds:.0} s by up to {} senders",
+            plan.in_flight
+        ),
+    };
     println!(
-        "submitting {} transactions of the mix (60 % evidence, 25 % works, 10 % transfers, 5 % pledges) from {} parties, {route}, at most {} requests in flight",
+        "submitting {} transactions of the mix (60 % evidence, 25 % works, 10 % transfers, 5 % pledges) from {} parties, {route}, {pace}",
         jobs.len(),
         parties.len(),
-        plan.in_flight
     );
     let ready = prepare(&net, &jobs, head.load(Ordering::Relaxed))?;
     let pids = node_pids(&net, &args.dir);
@@ -622,6 +700,16 @@ fn main() -> Result<()> {
     let run = submit_all(&net, &ready, plan, &head)?;
     let cpu_after = cpu_snapshot(&pids);
     print_run("mix", jobs.len(), &run);
+    if let Some((rate, seconds)) = args.rate {
+        // Sustained means every transaction committed at the offered pace: the last commit
+        // within a few block intervals of the last send.
+        println!(
+            "open-loop: {rate:.0} tx/s offered for {seconds:.0} s, {:.0} tx/s committed ({:.0} % of the offer); the latest request went {} ms after it was due",
+            jobs.len() as f64 / run.elapsed.as_secs_f64(),
+            100.0 * jobs.len() as f64 / run.elapsed.as_secs_f64() / rate,
+            run.latest_send.as_millis()
+        );
+    }
     let tps = jobs.len() as f64 / run.elapsed.as_secs_f64();
     let latencies = &run.latencies;
     println!(
