@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 /// Default: how many heights past the current one a transaction's `valid_until` may reach: a
 /// day at the default one-second interval, because a pledge is drafted on one machine and
 /// co-signed on others (owner, bank, trading center, appraiser), which takes hours, not
-/// minutes. The cost is remembering each committed id that long, to refuse replays.
+/// minutes. Replays are refused through the transaction index at any age, so a longer lifetime
+/// costs no state; it only lets a signed transaction wait longer before it is submitted.
 pub const DEFAULT_TX_LIFETIME_MAX: u64 = 86_400;
 /// Default: the most transactions one block may carry.
 pub const DEFAULT_BLOCK_TXS_MAX: u32 = 10_000;

@@ -463,6 +463,9 @@ fn apply_benchmark() -> Apply {
             .expect("block finishes");
         let t3 = Instant::now();
         work.chain.state_store.write(&executed.state_update);
+        work.chain
+            .state_store
+            .index_txs(height, executed.block.txs.iter().map(SignedTx::id));
         let t4 = Instant::now();
 
         if measured {

@@ -11,10 +11,10 @@ use crate::crypto::{Digest, PublicKey};
 use crate::genesis::{validator_set_hash, Genesis};
 use crate::merkle::{leaf_hash, CompletedNode, LedgerFrontier};
 use crate::rejection::{Rejection, TxError};
-use crate::rules::{apply_tx, prune_expired_ids, BlockContext, VerifiedTx};
+use crate::rules::{apply_tx, BlockContext, VerifiedTx};
 use crate::state::{
     chain_record, ledger_head, ChainRecord, LedgerHead, Overlay, PartyRecord, StateKey, StateRead,
-    ValidatorSchedule, ValidatorSetEntry, WriteSet,
+    TxIndexRead, ValidatorSchedule, ValidatorSetEntry, WriteSet,
 };
 use crate::state_tree::{StateTree, StateTreeUpdate, TreeReader};
 use crate::storage::StorageError;
@@ -114,7 +114,7 @@ impl<'a> BlockBuilder<'a> {
         state: &'a dyn StateRead,
         ctx: BlockContext,
     ) -> Result<BlockBuilder<'a>, BlockError> {
-        let mut overlay = Overlay::new(state);
+        let overlay = Overlay::new(state);
         let chain = chain_record(&overlay)?;
         let head = ledger_head(&overlay)?;
         if ctx.height != head.height + 1 {
@@ -129,7 +129,6 @@ impl<'a> BlockBuilder<'a> {
                 got: ctx.time_ms,
             });
         }
-        prune_expired_ids(&mut overlay, ctx.height).map_err(storage_only)?;
         Ok(BlockBuilder {
             overlay,
             ctx,
@@ -224,15 +223,6 @@ impl<'a> BlockBuilder<'a> {
     }
 }
 
-fn storage_only(error: TxError) -> BlockError {
-    match error {
-        TxError::Storage(error) => BlockError::Storage(error),
-        TxError::Rejected(rejection) => {
-            unreachable!("pruning applies no rule, yet refused: {rejection}")
-        }
-    }
-}
-
 fn set_hash_at(schedule: &ValidatorSchedule, height: u64) -> Result<Digest, StorageError> {
     schedule
         .set_at(height)
@@ -244,7 +234,7 @@ fn set_hash_at(schedule: &ValidatorSchedule, height: u64) -> Result<Digest, Stor
 /// execution produces: every transaction valid, every header field equal, and the carried
 /// certificate proving the parent under the parent's validator set. `txs` are the block's
 /// transactions with their signatures already checked (batched, or reused from the mempool).
-pub fn execute_block<R: TreeReader>(
+pub fn execute_block<R: TreeReader + TxIndexRead>(
     state: &StateTree<'_, R>,
     block: &Block,
     txs: &[VerifiedTx],
@@ -287,7 +277,7 @@ pub struct BlockExecution<'a> {
 impl<'a> BlockExecution<'a> {
     /// Checks the parent link and the carried certificate, and starts the block on `state`
     /// (the state after the parent).
-    pub fn start<R: TreeReader>(
+    pub fn start<R: TreeReader + TxIndexRead>(
         state: &'a StateTree<'_, R>,
         header: BlockHeader,
         last_commit: Option<CommitCertificate>,
@@ -355,7 +345,7 @@ fn block_limit(chain: &ChainRecord) -> BlockError {
     }
 }
 
-fn check_last_commit<R: TreeReader>(
+fn check_last_commit<R: TreeReader + TxIndexRead>(
     state: &StateTree<'_, R>,
     header: &BlockHeader,
     last_commit: Option<&CommitCertificate>,
@@ -464,7 +454,12 @@ pub fn genesis_writes(genesis: &Genesis) -> WriteSet {
         };
         crate::rules::write_party(&mut overlay, &record);
     }
-    overlay.take_writes()
+    let pending = overlay.take_pending();
+    assert!(
+        pending.committed.is_empty(),
+        "genesis commits no transaction"
+    );
+    pending.writes
 }
 
 /// Builds the genesis state (version 0) after checking the genesis document.
@@ -491,6 +486,10 @@ struct EmptyState;
 static EMPTY_STATE: EmptyState = EmptyState;
 impl crate::state::StateRead for EmptyState {
     fn get_raw(&self, _key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(None)
+    }
+
+    fn committed_height(&self, _id: &crate::tx::TxId) -> Result<Option<u64>, StorageError> {
         Ok(None)
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::crypto::{CryptoError, PublicKey, SignedMessage};
 use crate::rejection::{Rejection, TxError};
-use crate::state::{chain_record, ledger_head, Overlay, PartyRecord, StateKey};
+use crate::state::{chain_record, ledger_head, Overlay, PartyRecord, StateKey, StateRead};
 use crate::tx::{tx_sign_bytes, Action, SignedTx, TxId, TX_SIGNATURES_MAX};
 use crate::types::{PartyId, Role, TEXT_BYTES_MAX};
 use std::collections::BTreeMap;
@@ -121,12 +121,12 @@ pub fn apply_tx(
     ctx: BlockContext,
     vtx: &VerifiedTx,
 ) -> Result<(), TxError> {
-    let writes = {
+    let pending = {
         let mut scratch = Overlay::new(state);
         apply_in_scratch(&mut scratch, ctx, vtx)?;
-        scratch.take_writes()
+        scratch.take_pending()
     };
-    state.extend(writes);
+    state.extend(pending);
     Ok(())
 }
 
@@ -157,7 +157,8 @@ fn apply_in_scratch(
         Action::ReportMisbehaviour { .. } => governance::report_misbehaviour(state, ctx, vtx)?,
     };
     check_signers(state, &signers, &vtx.tx)?;
-    remember_committed(state, vtx)
+    state.record_committed(vtx.id, ctx.height);
+    Ok(())
 }
 
 fn check_replay_protection(
@@ -194,42 +195,9 @@ fn check_replay_protection(
         }
         .into());
     }
-    if state.get::<u64>(&StateKey::SeenTx(vtx.id))?.is_some() {
+    if state.committed_height(&vtx.id)?.is_some() {
         return Err(Rejection::AlreadyCommitted { id: vtx.id }.into());
     }
-    Ok(())
-}
-
-/// Records the id until it expires; [`prune_expired_ids`] forgets it once `valid_until` passed.
-fn remember_committed(state: &mut Overlay<'_>, vtx: &VerifiedTx) -> Result<(), TxError> {
-    let valid_until = vtx.tx.body.valid_until;
-    let count_key = StateKey::ExpiryCount(valid_until);
-    let count: u64 = state.get(&count_key)?.unwrap_or(0);
-    state.put(&StateKey::SeenTx(vtx.id), &valid_until);
-    state.put(&StateKey::ExpiryEntry(valid_until, count), &vtx.id);
-    state.put(&count_key, &(count + 1));
-    Ok(())
-}
-
-/// Forgets the ids that expired with height `height - 1`: from `height` on they are refused as
-/// expired, so remembering them any longer would only grow the state.
-pub fn prune_expired_ids(state: &mut Overlay<'_>, height: u64) -> Result<(), TxError> {
-    let Some(expired_at) = height.checked_sub(1) else {
-        return Ok(());
-    };
-    let count_key = StateKey::ExpiryCount(expired_at);
-    let Some(count) = state.get::<u64>(&count_key)? else {
-        return Ok(());
-    };
-    for n in 0..count {
-        let entry_key = StateKey::ExpiryEntry(expired_at, n);
-        let id: TxId = state.get(&entry_key)?.ok_or_else(|| {
-            crate::storage::StorageError(format!("expiry entry {n} of height {expired_at} missing"))
-        })?;
-        state.delete(&StateKey::SeenTx(id));
-        state.delete(&entry_key);
-    }
-    state.delete(&count_key);
     Ok(())
 }
 

@@ -49,12 +49,6 @@ pub enum StateKey {
     PledgeByBank(PartyId, u64),
     /// Evidence by its hash → [`EvidenceRecord`].
     Evidence(Digest),
-    /// A committed transaction id → its `valid_until` (kept until it expires, to refuse replays).
-    SeenTx(TxId),
-    /// How many committed ids expire after a height → `u64`.
-    ExpiryCount(u64),
-    /// The n-th id (from 0) expiring after a height → its [`TxId`].
-    ExpiryEntry(u64, u64),
     /// A recorded double vote → [`MisbehaviourRecord`].
     Misbehaviour {
         /// The validator's key.
@@ -421,32 +415,66 @@ pub struct MisbehaviourRecord {
     pub recorded: Recorded,
 }
 
-/// Read access to committed state, by raw key. The node implements it on its database (through
-/// the state tree); tests on a map. ledger-core never writes through it.
+/// Read access to committed state: the state map by raw key, and which transactions are
+/// committed. The node implements it on its database; tests on memory. ledger-core never writes
+/// through it.
 pub trait StateRead {
     /// The value stored under `key`, or `None`.
     fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
+
+    /// The height of the block that committed transaction `id`, if a block at or below this
+    /// state's height did: what refuses a replay.
+    fn committed_height(&self, id: &TxId) -> Result<Option<u64>, StorageError>;
 }
 
-impl StateRead for BTreeMap<Vec<u8>, Vec<u8>> {
-    fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(self.get(key).cloned())
-    }
+/// Where each committed transaction is, by id: the node's transaction index. It is not part of
+/// the state tree: an id must be remembered as long as the transaction could still be included
+/// (`tx_lifetime_max` heights, a day by default), and at the rates a consortium runs, a day of
+/// ids would be most of the tree and most of each block's tree work. Every node derives the same
+/// index from the same blocks, so replay refusals stay deterministic; a client that must know
+/// whether a transaction committed gets its receipt, which proves it.
+pub trait TxIndexRead {
+    /// The height of the block that committed transaction `id`, at any height stored.
+    fn tx_height(&self, id: &TxId) -> Result<Option<u64>, StorageError>;
 }
 
-impl<R: crate::state_tree::TreeReader> StateRead for crate::state_tree::StateTree<'_, R> {
+impl<R: crate::state_tree::TreeReader + TxIndexRead> StateRead
+    for crate::state_tree::StateTree<'_, R>
+{
     fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
         self.get(key)
+    }
+
+    /// The index may hold later blocks than this view's version; those are not committed yet
+    /// as far as this state knows.
+    fn committed_height(&self, id: &TxId) -> Result<Option<u64>, StorageError> {
+        let Some(version) = self.version() else {
+            return Ok(None);
+        };
+        Ok(self
+            .reader()
+            .tx_height(id)?
+            .filter(|height| *height <= version))
     }
 }
 
 /// Pending writes: `Some(bytes)` sets a key, `None` deletes it.
 pub type WriteSet = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
+/// What an overlay holds on top of its base: state writes, and the transactions committed by
+/// them with their height.
+#[derive(Debug, Default)]
+pub struct Pending {
+    /// The state writes.
+    pub writes: WriteSet,
+    /// The transactions committed, by id.
+    pub committed: BTreeMap<TxId, u64>,
+}
+
 /// Committed state plus pending writes, read through: what a block sees while it executes.
 pub struct Overlay<'a> {
     base: &'a dyn StateRead,
-    writes: WriteSet,
+    pending: Pending,
 }
 
 impl<'a> Overlay<'a> {
@@ -454,7 +482,7 @@ impl<'a> Overlay<'a> {
     pub fn new(base: &'a dyn StateRead) -> Overlay<'a> {
         Overlay {
             base,
-            writes: WriteSet::new(),
+            pending: Pending::default(),
         }
     }
 
@@ -473,36 +501,54 @@ impl<'a> Overlay<'a> {
 
     /// Sets `key` to `value`.
     pub fn put<V: Encode>(&mut self, key: &StateKey, value: &V) {
-        self.writes
+        self.pending
+            .writes
             .insert(key.encode(), Some(encoding::encode(value)));
     }
 
     /// Deletes `key`.
     pub fn delete(&mut self, key: &StateKey) {
-        self.writes.insert(key.encode(), None);
+        self.pending.writes.insert(key.encode(), None);
+    }
+
+    /// Records transaction `id` as committed at `height`; it must not be committed already.
+    pub fn record_committed(&mut self, id: TxId, height: u64) {
+        let earlier = self.pending.committed.insert(id, height);
+        assert!(earlier.is_none(), "transaction {id} committed twice");
     }
 
     /// The pending writes.
     pub fn writes(&self) -> &WriteSet {
-        &self.writes
+        &self.pending.writes
     }
 
-    /// Takes the pending writes, leaving none.
-    pub fn take_writes(&mut self) -> WriteSet {
-        std::mem::take(&mut self.writes)
+    /// Takes what is pending, leaving nothing.
+    pub fn take_pending(&mut self) -> Pending {
+        std::mem::take(&mut self.pending)
     }
 
-    /// Adds writes on top of the pending ones (a later write to a key wins).
-    pub fn extend(&mut self, writes: WriteSet) {
-        self.writes.extend(writes);
+    /// Adds pending writes and commitments on top of this overlay's (a later write to a key
+    /// wins).
+    pub fn extend(&mut self, pending: Pending) {
+        self.pending.writes.extend(pending.writes);
+        for (id, height) in pending.committed {
+            self.record_committed(id, height);
+        }
     }
 }
 
 impl StateRead for Overlay<'_> {
     fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        match self.writes.get(key) {
+        match self.pending.writes.get(key) {
             Some(pending) => Ok(pending.clone()),
             None => self.base.get_raw(key),
+        }
+    }
+
+    fn committed_height(&self, id: &TxId) -> Result<Option<u64>, StorageError> {
+        match self.pending.committed.get(id) {
+            Some(height) => Ok(Some(*height)),
+            None => self.base.committed_height(id),
         }
     }
 }

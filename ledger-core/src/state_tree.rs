@@ -15,7 +15,9 @@
 //! proofs private. The tests check both against jmt on random trees.
 
 use crate::crypto::Digest;
+use crate::state::TxIndexRead;
 use crate::storage::StorageError;
+use crate::tx::TxId;
 use bincode::{Decode, Encode};
 use jmt::storage::{LeafNode, NibblePath, Node, NodeKey, StaleNodeIndex, TreeUpdateBatch};
 use jmt::{KeyHash, Sha256Jmt};
@@ -63,6 +65,11 @@ impl<'r, R: TreeReader> StateTree<'r, R> {
     /// The version this view reads.
     pub fn version(&self) -> Option<u64> {
         self.version
+    }
+
+    /// The storage this view reads.
+    pub fn reader(&self) -> &'r R {
+        self.reader
     }
 
     /// The value of `key` at this version, or `None` if it has none. One read of the value table
@@ -251,19 +258,30 @@ impl StateTreeUpdate {
     }
 }
 
-/// An in-memory [`TreeReader`] for tests and examples. It keeps every version (it never prunes,
-/// so it ignores stale nodes).
+/// An in-memory [`TreeReader`] and transaction index for tests, examples and the node's store
+/// check. It keeps every version (it never prunes, so it ignores stale nodes).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MemoryStateStore {
     nodes: BTreeMap<NodeKey, Node>,
     /// Values by (key hash, version), so the newest version up to a bound is a range's last entry.
     values: BTreeMap<([u8; 32], u64), Option<Vec<u8>>>,
+    /// Committed transactions: id → height.
+    txs: BTreeMap<TxId, u64>,
 }
 
 impl MemoryStateStore {
     /// An empty store: no version has been written.
     pub fn new() -> Self {
         MemoryStateStore::default()
+    }
+
+    /// Records the transactions block `height` committed, as the node's transaction index does
+    /// in the block's database transaction.
+    pub fn index_txs(&mut self, height: u64, ids: impl IntoIterator<Item = TxId>) {
+        for id in ids {
+            let earlier = self.txs.insert(id, height);
+            assert!(earlier.is_none(), "transaction {id} indexed twice");
+        }
     }
 
     /// Commits an update, as the node does in its database transaction.
@@ -275,6 +293,12 @@ impl MemoryStateStore {
         self.values.extend(
             values.map(|((version, key_hash), value)| ((key_hash.0, *version), value.clone())),
         );
+    }
+}
+
+impl TxIndexRead for MemoryStateStore {
+    fn tx_height(&self, id: &TxId) -> Result<Option<u64>, StorageError> {
+        Ok(self.txs.get(id).copied())
     }
 }
 

@@ -36,8 +36,9 @@ pub struct TxBody {
     pub chain_id: String,
     /// Random bytes chosen by the author, so that two identical intents get distinct ids.
     pub salt: [u8; 16],
-    /// The last height at which the transaction may be committed. At most the current height
-    /// plus the genesis' `tx_lifetime_max`, so committed ids need only be remembered until then.
+    /// The last height at which the transaction may be committed, so that a signed transaction
+    /// nobody submitted cannot be used long after its signers meant it. At most the current
+    /// height plus the genesis' `tx_lifetime_max`. An id commits at most once, ever.
     pub valid_until: u64,
     /// The action.
     pub action: Action,

@@ -1271,7 +1271,7 @@ fn state_key_vectors() {
         round: 2,
         vote_type: VoteType::Prevote,
     };
-    assert_eq!(&misbehaviour.encode()[..4], &13u32.to_le_bytes());
+    assert_eq!(&misbehaviour.encode()[..4], &10u32.to_le_bytes());
 }
 
 // ------------------------------------------------------------------------------------------------

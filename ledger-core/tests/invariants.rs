@@ -40,6 +40,7 @@ use ledger_core::rejection::TxError;
 use ledger_core::rules::{BlockContext, VerifiedTx};
 use ledger_core::state::{
     AssetEvent, AssetRecord, HistoryEntry, PartyRecord, PledgeRecord, PledgeStatus, StateKey,
+    StateRead,
 };
 use ledger_core::state_tree::{MemoryStateStore, StateTree};
 use ledger_core::testkit::{test_key, TestChain, TEST_BLOCK_INTERVAL_MS, TEST_GENESIS_TIME_MS};
@@ -1419,8 +1420,8 @@ impl Run {
     }
 
     /// Every committed transaction, offered for the next block, is refused: `already_committed`
-    /// while its id must be remembered, `expired` once pruned; `SeenTx` holds exactly the
-    /// unexpired committed ids.
+    /// while it is valid, `expired` after; the state answers every committed id with the height
+    /// that committed it.
     fn check_committed_ids_are_refused(&self) {
         let height = self.chain.height();
         let state = self.chain.state();
@@ -1431,12 +1432,10 @@ impl Run {
         let mut builder = BlockBuilder::new(&state, ctx).expect("next block starts");
         for (id, committed) in &self.committed {
             let valid_until = committed.tx.body.valid_until;
-            let seen: Option<u64> = self.chain.get(&StateKey::SeenTx(*id));
-            let remembered = valid_until >= height;
             assert_eq!(
-                seen,
-                remembered.then_some(valid_until),
-                "SeenTx({id}) at height {height}"
+                state.committed_height(id),
+                Ok(Some(committed.height)),
+                "the committed height of {id} at height {height}"
             );
             let vtx = VerifiedTx::verify(committed.tx.clone()).expect("committed txs verify");
             let expected = if valid_until > height {

@@ -15,8 +15,9 @@ use crate::store::{Store, StoreError};
 use ledger_core::crypto::Digest;
 use ledger_core::genesis::Genesis;
 use ledger_core::rejection::{Rejection, TxError};
-use ledger_core::rules::{apply_tx, prune_expired_ids, BlockContext, VerifiedTx};
+use ledger_core::rules::{apply_tx, BlockContext, VerifiedTx};
 use ledger_core::state::{ledger_head, Overlay};
+use ledger_core::state_tree::StateTree;
 use ledger_core::tx::{SignedTx, TxId, TX_BYTES_MAX};
 use std::collections::hash_map::{Entry, HashMap};
 use std::sync::Mutex;
@@ -88,7 +89,7 @@ pub fn admit(
 
 /// [`admit`] for many transactions at once (a batch submission or a gossip batch): signatures
 /// are checked in one batch ([`VerifiedTx::verify_many`], the same ZIP-215 rule as a single
-/// check) and the rules read one snapshot of the head state, pruned of expired ids once. Each
+/// check) and the rules read one snapshot of the head state. Each
 /// transaction is judged on its own, against the head, as if it were the only one; the answers
 /// are in input order.
 ///
@@ -169,7 +170,7 @@ fn repeat(first: &Result<TxId, AdmitError>) -> Result<TxId, AdmitError> {
     })
 }
 
-/// Checks verified transactions against one pruned snapshot of the head and pools those that
+/// Checks verified transactions against one snapshot of the head and pools those that
 /// pass, under one mempool lock. `hashes[k]` is the signed hash of the `k`th.
 fn check_and_pool(
     store: &Store,
@@ -180,10 +181,10 @@ fn check_and_pool(
 ) -> Vec<Result<TxId, AdmitError>> {
     let mut passed: Vec<Result<(VerifiedTx, Digest), AdmitError>> =
         Vec::with_capacity(verified.len());
-    let check_all = |pruned: Option<&Pruned<'_>>| {
+    let check_all = |next: Option<&NextBlock<'_>>| {
         for (vtx, hash) in verified.into_iter().zip(hashes) {
             passed.push(vtx.map_err(AdmitError::Rejected).and_then(|vtx| {
-                match pruned {
+                match next {
                     Some(checker) => checker.check(&vtx),
                     // The head could not be read: checking again yields each transaction its
                     // own copy of the storage error.
@@ -194,7 +195,7 @@ fn check_and_pool(
         }
     };
     match HeadCheck::open(store, now_ms) {
-        Ok(head) => head.with_pruned(|pruned| check_all(pruned.ok())),
+        Ok(head) => head.with_next_block(|next| check_all(next.ok())),
         Err(_) => check_all(None),
     }
     let mut pool = lock(mempool);
@@ -241,8 +242,8 @@ fn cheap_checks(pool: &Mempool, genesis: &Genesis, tx: &SignedTx) -> Result<Dige
 }
 
 /// Applies the rules to `vtx` against the head state, at the next height and the block time a
-/// proposer would choose at `now_ms`, on a scratch overlay that is dropped. This is what the
-/// next block would do: expired ids are pruned first, exactly as `BlockBuilder` does.
+/// proposer would choose at `now_ms`, on a scratch overlay that is dropped: what the next block
+/// would do.
 pub fn check_against_head(store: &Store, vtx: &VerifiedTx, now_ms: u64) -> Result<(), AdmitError> {
     HeadCheck::open(store, now_ms)?.check(vtx)
 }
@@ -254,10 +255,10 @@ struct HeadCheck {
     now_ms: u64,
 }
 
-/// The head state with the next block's expired ids pruned, and the next block's context: each
-/// transaction is applied on its own scratch overlay over it.
-struct Pruned<'a> {
-    base: Overlay<'a>,
+/// The head state and the next block's context: each transaction is applied on its own scratch
+/// overlay over it.
+struct NextBlock<'a> {
+    state: StateTree<'a, crate::store::Snapshot>,
     ctx: BlockContext,
     head: u64,
 }
@@ -273,45 +274,38 @@ impl HeadCheck {
         })
     }
 
-    /// Runs `work` with the head state pruned as the next block would prune it, at the next
-    /// height and the block time a proposer would choose at `now_ms` (never before the head's
-    /// time plus one millisecond). Pruning happens once, however many transactions are checked.
-    fn with_pruned<T>(&self, work: impl FnOnce(Result<&Pruned<'_>, AdmitError>) -> T) -> T {
+    /// Runs `work` on the head state at the next height and the block time a proposer would
+    /// choose at `now_ms` (never before the head's time plus one millisecond).
+    fn with_next_block<T>(&self, work: impl FnOnce(Result<&NextBlock<'_>, AdmitError>) -> T) -> T {
         let head = self.head;
         let state = self.snapshot.state(head);
-        let storage = |error| StoreError::State {
-            version: head,
-            error,
-        };
-        let mut base = Overlay::new(&state);
-        let pruned = ledger_head(&base)
-            .map_err(|error| AdmitError::from(storage(error)))
-            .and_then(|head_record| {
+        let head_record = ledger_head(&Overlay::new(&state)).map_err(|error| {
+            AdmitError::from(StoreError::State {
+                version: head,
+                error,
+            })
+        });
+        match head_record {
+            Ok(head_record) => {
                 let ctx = BlockContext {
                     height: head + 1,
                     time_ms: self.now_ms.max(head_record.time_ms + 1),
                 };
-                match prune_expired_ids(&mut base, ctx.height) {
-                    Ok(()) => Ok(ctx),
-                    Err(TxError::Rejected(rejection)) => Err(AdmitError::Rejected(rejection)),
-                    Err(TxError::Storage(error)) => Err(storage(error).into()),
-                }
-            });
-        match pruned {
-            Ok(ctx) => work(Ok(&Pruned { base, ctx, head })),
+                work(Ok(&NextBlock { state, ctx, head }))
+            }
             Err(error) => work(Err(error)),
         }
     }
 
     fn check(&self, vtx: &VerifiedTx) -> Result<(), AdmitError> {
-        self.with_pruned(|pruned| pruned?.check(vtx))
+        self.with_next_block(|next| next?.check(vtx))
     }
 }
 
-impl Pruned<'_> {
+impl NextBlock<'_> {
     /// Applies the rules to `vtx` on a scratch overlay that is dropped.
     fn check(&self, vtx: &VerifiedTx) -> Result<(), AdmitError> {
-        let mut scratch = Overlay::new(&self.base);
+        let mut scratch = Overlay::new(&self.state);
         match apply_tx(&mut scratch, self.ctx, vtx) {
             Ok(()) => Ok(()),
             Err(TxError::Rejected(rejection)) => Err(AdmitError::Rejected(rejection)),

@@ -12,7 +12,8 @@ use ledger_core::receipt::verify_receipt;
 use ledger_core::rules::VerifiedTx;
 use ledger_core::state::{AssetRecord, Overlay, StateKey};
 use ledger_core::state_tree::StateTree;
-use ledger_core::testkit::{test_genesis, TestChain};
+use ledger_core::testkit::{test_genesis, test_key, TestChain};
+use ledger_core::tx::{Action, GovernanceAction};
 use redb::{Database, TableDefinition};
 use std::time::Instant;
 use store_common::*;
@@ -142,30 +143,29 @@ fn state_reads_and_proofs_equal_the_test_chain_at_every_version() {
 
 #[test]
 fn deletions_are_stored_as_markers_and_read_as_absent() {
-    // Seen transaction ids are deleted once they expire (valid_until is 50 heights ahead).
+    // A key rotation deletes the old key's entry in the key index.
     let mut chain = TestChain::new(1);
-    let tx = attest(&mut chain, b"expires");
-    let id = tx.id();
-    let valid_until = tx.body.valid_until;
-    chain.apply(tx).unwrap();
-    while chain.height() <= valid_until + 1 {
-        chain.commit(Vec::new());
-    }
+    let old_key = StateKey::PartyByKey(test_key("appraiser").public_key()).encode();
+    let rotate = Action::Governance(GovernanceAction::RotateKey {
+        party: "appraiser".into(),
+        new_key: test_key("appraiser-2").public_key(),
+    });
+    chain.commit(Vec::new());
+    let tx = chain.tx(rotate, &["trading-center"]);
+    chain.apply(tx).expect("the key is rotated");
+    chain.commit(Vec::new());
     let (_dir, _path, store) = new_store(&chain);
     commit_all(&store, &chain);
     let snapshot = store.snapshot().unwrap();
-    let key = StateKey::SeenTx(id).encode();
-    assert!(snapshot.state(1).get(&key).unwrap().is_some());
-    assert_eq!(snapshot.state(chain.height()).get(&key).unwrap(), None);
-    let theirs = StateTree::new(&chain.state_store, Some(chain.height()));
-    assert_eq!(
-        snapshot.state(chain.height()).prove(&key).unwrap(),
-        theirs.prove(&key).unwrap()
-    );
-    let deleted_at = (1..=chain.height())
-        .find(|&v| snapshot.state(v).get(&key).unwrap().is_none())
-        .unwrap();
-    assert!(deleted_at > 1 && deleted_at <= valid_until + 1);
+    assert!(snapshot.state(1).get(&old_key).unwrap().is_some());
+    for version in [2, 3] {
+        assert_eq!(snapshot.state(version).get(&old_key).unwrap(), None);
+        let theirs = StateTree::new(&chain.state_store, Some(version));
+        assert_eq!(
+            snapshot.state(version).prove(&old_key).unwrap(),
+            theirs.prove(&old_key).unwrap()
+        );
+    }
     store.verify_chain().expect("the chain verifies");
 }
 

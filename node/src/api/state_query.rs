@@ -174,9 +174,8 @@ fn record_json(key: &StateKey, bytes: &[u8]) -> Result<serde_json::Value, String
         StateKey::Asset(_) => json!(AssetRecord),
         StateKey::AssetHistory(..) => json!(HistoryEntry),
         StateKey::Pledge(_) => json!(PledgeRecord),
-        StateKey::PledgeByBank(..) | StateKey::ExpiryEntry(..) => json!(TxId),
+        StateKey::PledgeByBank(..) => json!(TxId),
         StateKey::Evidence(_) => json!(EvidenceRecord),
-        StateKey::SeenTx(_) | StateKey::ExpiryCount(_) => json!(u64),
         StateKey::Misbehaviour { .. } => json!(MisbehaviourRecord),
     }
 }

@@ -38,6 +38,8 @@ pub(crate) struct AfterBlock<'a> {
     pub update: &'a StateTreeUpdate,
     /// The block's height, the update's version.
     pub version: u64,
+    /// The block's transactions.
+    pub leaves: &'a [LedgerLeaf],
 }
 
 impl StateRead for AfterBlock<'_> {
@@ -47,6 +49,13 @@ impl StateRead for AfterBlock<'_> {
             Some(written) => Ok(written.clone()),
             None => self.before.get_raw(key),
         }
+    }
+
+    fn committed_height(&self, id: &TxId) -> Result<Option<u64>, StorageError> {
+        if self.leaves.iter().any(|leaf| leaf.tx.id() == *id) {
+            return Ok(Some(self.version));
+        }
+        self.before.committed_height(id)
     }
 }
 
@@ -61,6 +70,7 @@ pub(crate) fn owner_changes(
         before,
         update,
         version,
+        leaves,
     };
     let after = Overlay::new(&after);
     let before = Overlay::new(before);

@@ -19,7 +19,7 @@ use ledger_core::receipt::{
     CertifiedHeader, Receipt, ValidatorChange, RECEIPT_FORMAT_VERSION,
     RECEIPT_VALIDATOR_CHANGES_MAX,
 };
-use ledger_core::state::{LedgerHead, Overlay, StateKey, ValidatorSchedule};
+use ledger_core::state::{LedgerHead, Overlay, StateKey, TxIndexRead, ValidatorSchedule};
 use ledger_core::state_tree::{StateTree, TreeReader};
 use ledger_core::storage::StorageError;
 use ledger_core::tx::TxId;
@@ -532,6 +532,15 @@ fn check_header_hash(height: u64, stored: &StoredHeader) -> Result<(), StoreErro
         ));
     }
     Ok(())
+}
+
+/// Replays are refused through this (see [`TxIndexRead`]).
+impl TxIndexRead for Snapshot {
+    fn tx_height(&self, id: &TxId) -> Result<Option<u64>, StorageError> {
+        self.tx_location(id)
+            .map(|location| location.map(|location| location.height))
+            .map_err(|error| StorageError(error.to_string()))
+    }
 }
 
 /// jmt reads the state tree through this; errors carry the store's message.

@@ -16,8 +16,11 @@ use serde::{Deserialize, Serialize};
 
 /// The layout version this build writes and reads; stored under [`META_FORMAT`]. Version 2:
 /// replaced state-tree nodes are pruned ([`STATE_VERSIONS_KEPT`]); a version-1 file holds them
-/// all, and its first commit would prune its whole history at once, so it is refused.
-pub const STORE_FORMAT_VERSION: u32 = 2;
+/// all, and its first commit would prune its whole history at once, so it is refused. Version 3:
+/// committed transaction ids are no longer state keys (replays are refused through the
+/// transaction index), so a version-2 state tree holds keys that this build's re-execution
+/// never writes, and its state roots differ.
+pub const STORE_FORMAT_VERSION: u32 = 3;
 
 /// State-tree versions before the head whose nodes are kept: after block `h` commits, the tree
 /// can be read at versions `h - STATE_VERSIONS_KEPT ..= h`. Everything the node reads is at the
