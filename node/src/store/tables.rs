@@ -27,7 +27,7 @@ pub const STORE_FORMAT_VERSION: u32 = 3;
 /// head (execution, admission, state proofs), and a snapshot is a redb read transaction that
 /// keeps its own view while later commits prune, so a small margin suffices; the rest of the
 /// history is in the blocks, from which `verify-store` re-executes it.
-pub const STATE_VERSIONS_KEPT: u64 = 64;
+pub const STATE_VERSIONS_KEPT: u64 = 8;
 
 /// The newest version whose replaced nodes are pruned once block `height` is committed:
 /// nodes stale since a version at or below it are gone (0: nothing is pruned yet).
