@@ -12,6 +12,7 @@
 #   LOAD_DIR=DIR scripts/load.sh [N] [C] [B]      an already running network (scripts/local-net.sh start DIR)
 #   scripts/load.sh --rate R [--seconds S] [...]  open-loop: R tx/s offered for S s (default 60);
 #                                                 any ipledger-load options, passed as they are
+#                                                 (--prefill M: M attestations committed first)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [[ "${1:-}" == --* ]]; then

@@ -2,6 +2,7 @@
 //!
 //!   ipledger-load DIR [--txs N] [--batch B] [--concurrency C] [--parties P]
 //!   ipledger-load DIR --rate R [--seconds S] [--batch B] [--concurrency C] [--parties P]
+//!   ... [--prefill M]
 //!
 //! Issue 6's fixed mix from P parties (default 10,000): 60 % evidence attestations (by the
 //! organisations), 25 % work registrations, 10 % transfers of a work between parties, 5 % pledges
@@ -26,6 +27,10 @@
 //! whether or not earlier ones were answered, sent by up to C senders (default 64). Latency then
 //! runs from when a batch was due, so a batch sent late because every sender was still waiting
 //! counts its wait (no coordinated omission), and the report says how late sends fell.
+//!
+//! With `--prefill M`, M evidence attestations by the organisations are committed first (signed
+//! a chunk at a time, closed-loop, timed and reported apart), so that the mix runs on a ledger
+//! that size: how cost grows with the ledger.
 //!
 //! Prints committed transactions and signatures per second, submit-to-commit latency (p50, p99,
 //! max), the CPU time each node and this generator used during the mix, each node's peak memory
@@ -55,10 +60,12 @@ struct Args {
     parties: usize,
     /// Open-loop: transactions per second offered, and for how many seconds.
     rate: Option<(f64, f64)>,
+    /// Attestations committed before setup.
+    prefill: u64,
 }
 
 const USAGE: &str = "usage: ipledger-load DIR [--txs N | --rate R [--seconds S]] [--batch B] \
-                     [--concurrency C] [--parties P]";
+                     [--concurrency C] [--parties P] [--prefill M]";
 
 /// The most transactions a batch may hold: the node's `BATCH_TXS_MAX`.
 const BATCH_MAX: usize = 256;
@@ -72,6 +79,9 @@ const SINGLES_IN_FLIGHT: usize = 512;
 const OPEN_LOOP_SENDERS: usize = 64;
 /// How long an open-loop run offers its rate by default: issue 6's sustained minute.
 const OPEN_LOOP_SECONDS: f64 = 60.0;
+/// Prefill transactions signed and held at once: about 40 MB of JSON, so that a prefill of
+/// millions does not hold them all.
+const PREFILL_CHUNK: u64 = 65_536;
 /// How many heights a pre-signed transaction stays valid: every phase must commit within it.
 const LIFETIME_HEIGHTS: u64 = 1_000;
 
@@ -84,6 +94,7 @@ fn args() -> Result<Args> {
         concurrency: None,
         parties: 10_000,
         rate: None,
+        prefill: 0,
     };
     let mut txs = None;
     let mut rate: Option<f64> = None;
@@ -98,6 +109,7 @@ fn args() -> Result<Args> {
                 parsed.concurrency = Some(args.next().context("--concurrency C")?.parse()?)
             }
             "--parties" => parsed.parties = args.next().context("--parties P")?.parse()?,
+            "--prefill" => parsed.prefill = args.next().context("--prefill M")?.parse()?,
             _ if parsed.dir.is_empty() && !arg.starts_with('-') => parsed.dir = arg,
             _ => bail!(USAGE),
         }
@@ -511,11 +523,7 @@ fn mix(
     run: &str,
     genesis_time_ms: u64,
 ) -> Vec<Job> {
-    let attestors: Vec<&str> = ORGANISATIONS
-        .iter()
-        .copied()
-        .filter(|org| *org != "regulator")
-        .collect();
+    let attestors = attestors();
     let mut pool = pool.iter();
     (0..txs)
         .map(|i| {
@@ -576,6 +584,55 @@ fn mix(
         .collect()
 }
 
+/// The organisations that may attest evidence: all but the regulator, which signs nothing.
+fn attestors() -> Vec<&'static str> {
+    ORGANISATIONS
+        .iter()
+        .copied()
+        .filter(|org| *org != "regulator")
+        .collect()
+}
+
+/// Commits `count` evidence attestations by the organisations, [`PREFILL_CHUNK`] at a time.
+fn prefill(net: &Net, count: u64, run_id: &str, plan: Plan, head: &AtomicU64) -> Result<()> {
+    let attestors = attestors();
+    println!("prefill: {count} evidence attestations, {PREFILL_CHUNK} signed at a time");
+    let started = Instant::now();
+    let mut signing = Duration::ZERO;
+    let mut signatures = 0;
+    for first in (0..count).step_by(PREFILL_CHUNK as usize) {
+        let signed = Instant::now();
+        let jobs: Vec<Job> = (first..count.min(first + PREFILL_CHUNK))
+            .map(|k| {
+                let attestor = attestors[k as usize % attestors.len()];
+                Job {
+                    action: Action::AttestEvidence {
+                        attestor: attestor.into(),
+                        evidence_hash: sha256(format!("prefill {run_id} {k}").as_bytes()),
+                        kind: EvidenceKind::Document,
+                        case_ref: None,
+                        related_asset: None,
+                    },
+                    signers: vec![attestor.into()],
+                }
+            })
+            .collect();
+        let ready = prepare(net, &jobs, head.load(Ordering::Relaxed))?;
+        signing += signed.elapsed();
+        signatures += submit_all(net, &ready, plan, head)?.signatures;
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "prefill: {count} committed in {:.1} s ({:.1} s of it signing, here): {:.0} tx/s, {:.0} signatures/s, head {}",
+        elapsed.as_secs_f64(),
+        signing.as_secs_f64(),
+        count as f64 / elapsed.as_secs_f64(),
+        signatures as f64 / elapsed.as_secs_f64(),
+        head.load(Ordering::Relaxed)
+    );
+    Ok(())
+}
+
 fn register_work(owner: &str, what: &str) -> Job {
     Job {
         action: Action::RegisterWork {
@@ -613,6 +670,10 @@ fn main() -> Result<()> {
     let mut run_id = [0u8; 4];
     OsRng.fill_bytes(&mut run_id);
     let run_id = hex::encode(run_id);
+    if args.prefill > 0 {
+        prefill(&net, args.prefill, &run_id, setup_plan, &head)?;
+        report_nodes(&net, &args.dir)?;
+    }
 
     // Setup: the parties, then the works the transfers and pledges will move.
     let parties: Vec<String> = (0..args.parties)
