@@ -6,6 +6,7 @@ use common::*;
 use ledger_core::crypto::Digest;
 use ledger_core::rejection::Rejection;
 use ledger_core::state::{EvidenceRecord, MisbehaviourRecord, PartyRecord, StateKey, StateRead};
+use ledger_core::state_tree::StateTree;
 use ledger_core::testkit::{test_key, TestChain};
 use ledger_core::tx::{Action, GovernanceAction, SignedTx};
 use ledger_core::types::{EvidenceKind, Role};
@@ -309,6 +310,26 @@ fn replay_is_refused_while_unexpired_and_expiry_is_enforced() {
         chain.state().committed_height(&tx.id()),
         Ok(Some(committed_at)),
         "the transaction index keeps every id; expiry is what refuses an old one"
+    );
+}
+
+#[test]
+fn a_view_of_an_earlier_height_does_not_know_later_commits() {
+    // The transaction index holds every block stored; a state view answers only for blocks at or
+    // below its own height, as the state map does.
+    let mut chain = chain_with_holders();
+    let tx = attest(&mut chain, "alice", b"later");
+    chain.apply(tx.clone()).unwrap();
+    let committed_at = chain.height();
+    chain.commit(Vec::new());
+    let at = |version| StateTree::new(&chain.state_store, Some(version)).committed_height(&tx.id());
+    assert_eq!(at(committed_at - 1), Ok(None));
+    assert_eq!(at(committed_at), Ok(Some(committed_at)));
+    assert_eq!(at(committed_at + 1), Ok(Some(committed_at)));
+    assert_eq!(
+        StateTree::new(&chain.state_store, None).committed_height(&tx.id()),
+        Ok(None),
+        "before genesis nothing is committed"
     );
 }
 

@@ -195,7 +195,7 @@ fn check_and_pool(
         }
     };
     match HeadCheck::open(store, now_ms) {
-        Ok(head) => head.with_next_block(|next| check_all(next.ok())),
+        Ok(head) => check_all(head.next_block().ok().as_ref()),
         Err(_) => check_all(None),
     }
     let mut pool = lock(mempool);
@@ -274,31 +274,25 @@ impl HeadCheck {
         })
     }
 
-    /// Runs `work` on the head state at the next height and the block time a proposer would
-    /// choose at `now_ms` (never before the head's time plus one millisecond).
-    fn with_next_block<T>(&self, work: impl FnOnce(Result<&NextBlock<'_>, AdmitError>) -> T) -> T {
+    /// The head state at the next height and the block time a proposer would choose at
+    /// `now_ms` (never before the head's time plus one millisecond).
+    fn next_block(&self) -> Result<NextBlock<'_>, AdmitError> {
         let head = self.head;
         let state = self.snapshot.state(head);
-        let head_record = ledger_head(&Overlay::new(&state)).map_err(|error| {
-            AdmitError::from(StoreError::State {
+        let head_record =
+            ledger_head(&Overlay::new(&state)).map_err(|error| StoreError::State {
                 version: head,
                 error,
-            })
-        });
-        match head_record {
-            Ok(head_record) => {
-                let ctx = BlockContext {
-                    height: head + 1,
-                    time_ms: self.now_ms.max(head_record.time_ms + 1),
-                };
-                work(Ok(&NextBlock { state, ctx, head }))
-            }
-            Err(error) => work(Err(error)),
-        }
+            })?;
+        let ctx = BlockContext {
+            height: head + 1,
+            time_ms: self.now_ms.max(head_record.time_ms + 1),
+        };
+        Ok(NextBlock { state, ctx, head })
     }
 
     fn check(&self, vtx: &VerifiedTx) -> Result<(), AdmitError> {
-        self.with_next_block(|next| next?.check(vtx))
+        self.next_block()?.check(vtx)
     }
 }
 

@@ -548,19 +548,10 @@ fn mix(
         .map(|i| {
             let party = &parties[i % parties.len()];
             match i % 20 {
-                0..=11 => {
-                    let attestor = attestors[i % attestors.len()];
-                    Job {
-                        action: Action::AttestEvidence {
-                            attestor: attestor.into(),
-                            evidence_hash: sha256(format!("evidence {run} {i}").as_bytes()),
-                            kind: EvidenceKind::Document,
-                            case_ref: None,
-                            related_asset: None,
-                        },
-                        signers: vec![attestor.into()],
-                    }
-                }
+                0..=11 => attest(
+                    attestors[i % attestors.len()],
+                    &format!("evidence {run} {i}"),
+                ),
                 12..=16 => register_work(party, &format!("{run} {i}")),
                 17 | 18 => {
                     let (asset, owner) = pool.next().expect("one pooled work per transfer");
@@ -624,16 +615,7 @@ fn prefill(net: &Net, count: u64, run_id: &str, plan: Plan, head: &AtomicU64) ->
         let jobs: Vec<Job> = (first..count.min(first + PREFILL_CHUNK))
             .map(|k| {
                 let attestor = attestors[k as usize % attestors.len()];
-                Job {
-                    action: Action::AttestEvidence {
-                        attestor: attestor.into(),
-                        evidence_hash: sha256(format!("prefill {run_id} {k}").as_bytes()),
-                        kind: EvidenceKind::Document,
-                        case_ref: None,
-                        related_asset: None,
-                    },
-                    signers: vec![attestor.into()],
-                }
+                attest(attestor, &format!("prefill {run_id} {k}"))
             })
             .collect();
         let ready = prepare(net, &jobs, head.load(Ordering::Relaxed))?;
@@ -652,6 +634,20 @@ fn prefill(net: &Net, count: u64, run_id: &str, plan: Plan, head: &AtomicU64) ->
     Ok(())
 }
 
+/// `attestor` attests a document whose hash is that of `what`.
+fn attest(attestor: &str, what: &str) -> Job {
+    Job {
+        action: Action::AttestEvidence {
+            attestor: attestor.into(),
+            evidence_hash: sha256(what.as_bytes()),
+            kind: EvidenceKind::Document,
+            case_ref: None,
+            related_asset: None,
+        },
+        signers: vec![attestor.into()],
+    }
+}
+
 fn register_work(owner: &str, what: &str) -> Job {
     Job {
         action: Action::RegisterWork {
@@ -665,14 +661,21 @@ fn register_work(owner: &str, what: &str) -> Job {
     }
 }
 
+impl Run {
+    /// `count` transactions over the run's time, per second.
+    fn per_second(&self, count: usize) -> f64 {
+        count as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
 fn print_run(what: &str, count: usize, run: &Run) {
-    let tps = count as f64 / run.elapsed.as_secs_f64();
+    let tps = run.per_second(count);
     println!(
         "{what}: {count} committed in {:.1} s (heights {}..{}): {tps:.0} tx/s, {:.0} signatures/s",
         run.elapsed.as_secs_f64(),
         run.first_height,
         run.last_height,
-        run.signatures as f64 / run.elapsed.as_secs_f64()
+        run.per_second(run.signatures)
     );
 }
 
@@ -781,17 +784,17 @@ fn main() -> Result<()> {
     let run = submit_all(&net, &ready, plan, &head)?;
     let cpu_after = cpu_snapshot(&pids);
     print_run("mix", jobs.len(), &run);
+    let tps = run.per_second(jobs.len());
     if let Some((rate, seconds)) = args.rate {
         // Sustained means every transaction committed at the offered pace: the last commit
         // within a few block intervals of the last send.
         println!(
             "open-loop: {rate:.0} tx/s offered for {seconds:.0} s, {:.0} tx/s committed ({:.0} % of the offer); the latest request went {} ms after it was due",
-            jobs.len() as f64 / run.elapsed.as_secs_f64(),
-            100.0 * jobs.len() as f64 / run.elapsed.as_secs_f64() / rate,
+            tps,
+            100.0 * tps / rate,
             run.latest_send.as_millis()
         );
     }
-    let tps = jobs.len() as f64 / run.elapsed.as_secs_f64();
     let latencies = &run.latencies;
     println!(
         "submit-to-commit latency: p50 {} ms, p99 {} ms, max {} ms",
@@ -833,7 +836,7 @@ fn main() -> Result<()> {
     println!(
         "raw Ed25519 on this machine, per core, measured before the run: single {single:.0}/s, batch of 64 {batch64:.0}/s, batch of 256 {batch256:.0}/s"
     );
-    let sps = run.signatures as f64 / run.elapsed.as_secs_f64();
+    let sps = run.per_second(run.signatures);
     println!(
         "signatures verified: {sps:.0}/s per validator ({signatures_per_tx:.2} per transaction), {:.0}/s on the machine ({validators} validators)",
         sps * validators as f64
