@@ -462,10 +462,7 @@ fn apply_benchmark() -> Apply {
             .finish(&state, proposer, parent)
             .expect("block finishes");
         let t3 = Instant::now();
-        work.chain.state_store.write(&executed.state_update);
-        work.chain
-            .state_store
-            .index_txs(height, executed.block.txs.iter().map(SignedTx::id));
+        work.chain.state_store.commit(&executed);
         let t4 = Instant::now();
 
         if measured {

@@ -16,7 +16,7 @@ use crate::state::{
     chain_record, ledger_head, ChainRecord, LedgerHead, Overlay, PartyRecord, StateKey, StateRead,
     TxIndexRead, ValidatorSchedule, ValidatorSetEntry, WriteSet,
 };
-use crate::state_tree::{StateTree, StateTreeUpdate, TreeReader};
+use crate::state_tree::{MemoryStateStore, StateTree, StateTreeUpdate, TreeReader};
 use crate::storage::StorageError;
 
 /// Why a block cannot be built or is invalid.
@@ -94,6 +94,19 @@ pub struct ExecutedBlock {
     pub ledger_nodes: Vec<CompletedNode>,
     /// The ledger leaves appended, in order; the first has index `header.ledger_size - len`.
     pub leaves: Vec<LedgerLeaf>,
+}
+
+impl MemoryStateStore {
+    /// Commits an executed block's state: its tree update and the transaction ids it commits,
+    /// as the node's store does in the block's one database transaction. Kept here, beside the
+    /// block type, so that the state tree's module needs no knowledge of blocks.
+    pub fn commit(&mut self, executed: &ExecutedBlock) {
+        self.write(&executed.state_update);
+        self.index_txs(
+            executed.block.header.height,
+            executed.block.txs.iter().map(|tx| tx.id()),
+        );
+    }
 }
 
 /// Builds a block transaction by transaction on top of committed state.

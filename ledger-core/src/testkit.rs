@@ -235,9 +235,7 @@ impl TestChain {
             header.hash(),
             &validators,
         );
-        self.state_store.write(&executed.state_update);
-        self.state_store
-            .index_txs(header.height, executed.block.txs.iter().map(SignedTx::id));
+        self.state_store.commit(&executed);
         self.merkle_store.insert(&executed.ledger_nodes);
         self.leaf_count += executed.leaves.len() as u64;
         assert_eq!(self.leaf_count, header.ledger_size);

@@ -108,23 +108,8 @@ pub fn get_json(agent: &ureq::Agent, url: &str) -> Result<(u16, Value)> {
 pub fn post_tx(agent: &ureq::Agent, node_url: &str, tx: &SignedTx) -> Result<(u16, Value)> {
     let url = format!("{node_url}/v1/transactions?wait=true&timeout_ms=60000");
     let body = serde_json::to_string(tx)?;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let mut response = agent
-            .post(&url)
-            .header("content-type", "application/json")
-            .send(body.as_str())
-            .with_context(|| format!("POST {url}"))?;
-        let status = response.status().as_u16();
-        let text = response.body_mut().read_to_string()?;
-        if status == 503 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(500));
-            continue;
-        }
-        let json = serde_json::from_str(&text)
-            .with_context(|| format!("POST {url} answered {status} with non-JSON: {text:.200}"))?;
-        return Ok((status, json));
-    }
+    let (status, json, _) = post(agent, &url, &body, Resend::OnlyWhenBusy)?;
+    Ok((status, json))
 }
 
 /// How long [`post_resending`] keeps sending a request that the node answers 503 (busy) or
@@ -140,6 +125,20 @@ pub type Answers = Vec<(u16, Value)>;
 /// pending, and one the earlier send got committed is refused as `already_committed`, which the
 /// caller must resolve. Returns the status, the JSON body, and whether it was sent more than once.
 pub fn post_resending(agent: &ureq::Agent, url: &str, body: &str) -> Result<(u16, Value, bool)> {
+    post(agent, url, body, Resend::AlsoWhenDropped)
+}
+
+/// When [`post`] sends a request again (always within [`RESEND_DEADLINE`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Resend {
+    /// Only when the node answers 503: a failed connection is an error, which tests of the
+    /// node's own behaviour want to see.
+    OnlyWhenBusy,
+    /// Also when the connection fails before an answer.
+    AlsoWhenDropped,
+}
+
+fn post(agent: &ureq::Agent, url: &str, body: &str, resend: Resend) -> Result<(u16, Value, bool)> {
     let deadline = Instant::now() + RESEND_DEADLINE;
     let mut resent = false;
     loop {
@@ -149,7 +148,7 @@ pub fn post_resending(agent: &ureq::Agent, url: &str, body: &str) -> Result<(u16
             .send(body);
         let mut response = match sent {
             Ok(response) => response,
-            Err(error) if Instant::now() < deadline => {
+            Err(error) if resend == Resend::AlsoWhenDropped && Instant::now() < deadline => {
                 eprintln!("POST {url}: {error}; sending again");
                 std::thread::sleep(Duration::from_millis(200));
                 resent = true;

@@ -16,7 +16,8 @@ use ledger_core::state_tree::StateTreeUpdate;
 use ledger_core::storage::StorageError;
 use ledger_core::tx::{Action, TxId};
 use ledger_core::types::{AssetId, PartyId};
-use std::collections::BTreeSet;
+use std::cell::OnceCell;
+use std::collections::{BTreeSet, HashSet};
 
 /// One asset whose owner differs between the state before a block and after it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,6 +41,9 @@ pub(crate) struct AfterBlock<'a> {
     pub version: u64,
     /// The block's transactions.
     pub leaves: &'a [LedgerLeaf],
+    /// The ids of `leaves`, hashed on the first [`StateRead::committed_height`] call (the owner
+    /// index itself never asks, so a block's commit does not pay for it).
+    pub ids: OnceCell<HashSet<TxId>>,
 }
 
 impl StateRead for AfterBlock<'_> {
@@ -52,7 +56,10 @@ impl StateRead for AfterBlock<'_> {
     }
 
     fn committed_height(&self, id: &TxId) -> Result<Option<u64>, StorageError> {
-        if self.leaves.iter().any(|leaf| leaf.tx.id() == *id) {
+        let ids = self
+            .ids
+            .get_or_init(|| self.leaves.iter().map(|leaf| leaf.tx.id()).collect());
+        if ids.contains(id) {
             return Ok(Some(self.version));
         }
         self.before.committed_height(id)
@@ -71,6 +78,7 @@ pub(crate) fn owner_changes(
         update,
         version,
         leaves,
+        ids: OnceCell::new(),
     };
     let after = Overlay::new(&after);
     let before = Overlay::new(before);
@@ -144,4 +152,44 @@ fn named_assets(
         | Action::ReportMisbehaviour { .. } => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ledger_core::testkit::{txs, TestChain};
+
+    /// A transaction of the block is committed at the block's height; any other is answered by
+    /// the state before the block.
+    #[test]
+    fn after_a_block_its_transactions_are_committed_at_its_height() {
+        let mut chain = TestChain::new(1);
+        let earlier = txs::enroll(&mut chain, "holder-a");
+        assert_eq!(chain.commit(vec![earlier.clone()]), vec![Ok(())]);
+        let before_height = chain.height();
+        let tx = txs::register_work(&mut chain, "in the block", "holder-a");
+        let never = txs::register_work(&mut chain, "never committed", "holder-a");
+        let leaf = LedgerLeaf {
+            height: before_height + 1,
+            time_ms: 0,
+            tx: tx.clone(),
+        };
+        let before = chain.state();
+        let after = AfterBlock {
+            before: &before,
+            update: &StateTreeUpdate::default(),
+            version: before_height + 1,
+            leaves: std::slice::from_ref(&leaf),
+            ids: OnceCell::new(),
+        };
+        assert_eq!(
+            after.committed_height(&tx.id()),
+            Ok(Some(before_height + 1))
+        );
+        assert_eq!(
+            after.committed_height(&earlier.id()),
+            Ok(Some(before_height))
+        );
+        assert_eq!(after.committed_height(&never.id()), Ok(None));
+    }
 }

@@ -15,7 +15,6 @@ use ledger_core::merkle::{empty_root, LedgerFrontier, MemoryMerkleStore};
 use ledger_core::rules::VerifiedTx;
 use ledger_core::state::{Overlay, StateKey, ValidatorSchedule};
 use ledger_core::state_tree::{MemoryStateStore, StateTree, StateTreeUpdate};
-use ledger_core::tx::SignedTx;
 use ledger_core::types::{AssetId, PartyId};
 use redb::{ReadableTable, ReadableTableMetadata};
 use serde::Serialize;
@@ -254,8 +253,7 @@ fn verify_height(
     )? {
         expected.owners.insert(change.asset, change.to);
     }
-    memory.write(&executed.state_update);
-    memory.index_txs(height, block.txs.iter().map(SignedTx::id));
+    memory.commit(&executed);
     merkle.insert(&executed.ledger_nodes);
     Ok(stored.hash)
 }
