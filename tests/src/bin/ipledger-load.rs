@@ -33,8 +33,9 @@
 //! that size: how cost grows with the ledger.
 //!
 //! Prints committed transactions and signatures per second, submit-to-commit latency (p50, p99,
-//! max), the CPU time each node and this generator used during the mix, each node's peak memory
-//! and stored bytes per committed transaction, and, measured in the same run on this machine,
+//! max), the CPU time each node and this generator used during the mix and the bytes each wrote
+//! to disk per transaction of the mix (redb rewrites whole pages, so this is far above what the
+//! store grows by), each node's peak memory and stored bytes per committed transaction, and, measured in the same run on this machine,
 //! raw Ed25519 single and batch verifications per second with the ratio of committed tx/s to the
 //! batch limit for the validators sharing the machine. Every submission must commit: a refusal
 //! fails the run.
@@ -497,14 +498,42 @@ fn submit_all(net: &Net, ready: &[Ready], plan: Plan, head: &AtomicU64) -> Resul
     })
 }
 
-/// CPU seconds (user + system) a process has used, from /proc.
-fn cpu_seconds(pid: &str) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may hold spaces) in parentheses.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    // The kernel's USER_HZ is 100 on every Linux this runs on.
-    Some(ticks / 100.0)
+/// What a process has used so far, from /proc: CPU seconds (user + system) and bytes it caused
+/// to be written to the disk (`write_bytes` of /proc/PID/io: pages written back, not bytes
+/// handed to `write`, so a page rewritten before writeback counts once).
+#[derive(Clone, Copy, Debug, Default)]
+struct Usage {
+    cpu_seconds: f64,
+    written_bytes: u64,
+}
+
+impl Usage {
+    fn of(pid: &str) -> Option<Usage> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields after the command name (which may hold spaces) in parentheses.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let ticks: f64 =
+            fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+        let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+        let written_bytes = io
+            .lines()
+            .find_map(|line| line.strip_prefix("write_bytes:"))?
+            .trim()
+            .parse()
+            .ok()?;
+        Some(Usage {
+            // The kernel's USER_HZ is 100 on every Linux this runs on.
+            cpu_seconds: ticks / 100.0,
+            written_bytes,
+        })
+    }
+
+    fn since(self, before: Usage) -> Usage {
+        Usage {
+            cpu_seconds: self.cpu_seconds - before.cpu_seconds,
+            written_bytes: self.written_bytes.saturating_sub(before.written_bytes),
+        }
+    }
 }
 
 /// Each node's pid (from the pid file `scripts/local-net.sh` writes), by node name.
@@ -524,11 +553,11 @@ fn node_pids(net: &Net, dir: &str) -> Vec<(String, Option<String>)> {
         .collect()
 }
 
-/// CPU seconds used by each node and by this process so far.
-fn cpu_snapshot(pids: &[(String, Option<String>)]) -> Vec<Option<f64>> {
+/// What each node and this process have used so far.
+fn usage_snapshot(pids: &[(String, Option<String>)]) -> Vec<Option<Usage>> {
     pids.iter()
-        .map(|(_, pid)| pid.as_deref().and_then(cpu_seconds))
-        .chain(std::iter::once(cpu_seconds("self")))
+        .map(|(_, pid)| pid.as_deref().and_then(Usage::of))
+        .chain(std::iter::once(Usage::of("self")))
         .collect()
 }
 
@@ -780,9 +809,9 @@ fn main() -> Result<()> {
     );
     let ready = prepare(&net, &jobs, head.load(Ordering::Relaxed))?;
     let pids = node_pids(&net, &args.dir);
-    let cpu_before = cpu_snapshot(&pids);
+    let usage_before = usage_snapshot(&pids);
     let run = submit_all(&net, &ready, plan, &head)?;
-    let cpu_after = cpu_snapshot(&pids);
+    let usage_after = usage_snapshot(&pids);
     print_run("mix", jobs.len(), &run);
     let tps = run.per_second(jobs.len());
     if let Some((rate, seconds)) = args.rate {
@@ -807,14 +836,23 @@ fn main() -> Result<()> {
         .map(|(name, _)| name.as_str())
         .chain(std::iter::once("ipledger-load"));
     let mut used = Vec::new();
+    let mut written = Vec::new();
     let mut total = 0.0;
-    for ((name, before), after) in names.zip(&cpu_before).zip(&cpu_after) {
+    for ((name, before), after) in names.zip(&usage_before).zip(&usage_after) {
         match (before, after) {
             (Some(before), Some(after)) => {
-                used.push(format!("{name} {:.1} s", after - before));
-                total += after - before;
+                let usage = after.since(*before);
+                used.push(format!("{name} {:.1} s", usage.cpu_seconds));
+                written.push(format!(
+                    "{name} {:.1} KB",
+                    usage.written_bytes as f64 / 1000.0 / jobs.len() as f64
+                ));
+                total += usage.cpu_seconds;
             }
-            _ => used.push(format!("{name} ?")),
+            _ => {
+                used.push(format!("{name} ?"));
+                written.push(format!("{name} ?"));
+            }
         }
     }
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
@@ -823,6 +861,10 @@ fn main() -> Result<()> {
         used.join(", "),
         100.0 * total / (cores as f64 * run.elapsed.as_secs_f64()),
         run.elapsed.as_secs_f64()
+    );
+    println!(
+        "written to disk during the mix, per transaction of the mix: {}",
+        written.join(", ")
     );
     let RawEd25519 {
         single,
