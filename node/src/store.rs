@@ -23,9 +23,10 @@
 //! | `tx_index` | canonical tx id | (height, index in block, ledger index) |
 //! | `assets_by_owner` | (canonical owner id, canonical asset id) | () |
 //!
-//! Each commit deletes the state-tree nodes that went stale [`STATE_VERSIONS_KEPT`] versions
-//! before it, with their `state_stale_nodes` entries, so `state_nodes` holds the recent
-//! versions' trees rather than the whole history (values are all kept).
+//! Every [`STATE_PRUNE_BATCH_VERSIONS`] blocks, a commit deletes the state-tree nodes that went
+//! stale in the batch of versions ending at least [`STATE_VERSIONS_KEPT`] before it, with their
+//! `state_stale_nodes` entries, so `state_nodes` holds the recent versions' trees rather than
+//! the whole history (values are all kept).
 //!
 //! # Trust on open
 //!
@@ -47,7 +48,8 @@ pub use error::{is_no_space, mentions_no_space, StoreError};
 pub use snapshot::Snapshot;
 pub use tables::name as table_names;
 pub use tables::{
-    TxLocation, ASSETS_PAGE_MAX, STATE_VERSIONS_KEPT, STORE_FORMAT_VERSION, TWO_PHASE_COMMIT,
+    pruned_through, TxLocation, ASSETS_PAGE_MAX, STATE_PRUNE_BATCH_VERSIONS, STATE_VERSIONS_KEPT,
+    STORE_FORMAT_VERSION, TWO_PHASE_COMMIT,
 };
 pub use verify::VerifyReport;
 
@@ -466,48 +468,48 @@ fn write_state_update(txn: &WriteTransaction, update: &StateTreeUpdate) -> Resul
     Ok(())
 }
 
-/// In the commit of block `height`: deletes the state-tree nodes stale since version
-/// [`tables::pruned_through`]`(height)` and their stale-index entries. One version per commit,
-/// so the work is about one block's worth of replaced nodes.
+/// In the commit of block `height`: deletes the state-tree nodes stale since the versions after
+/// [`tables::pruned_through`]`(height - 1)` up to `pruned_through(height)`, and their stale-index
+/// entries; nothing unless `height` starts a new batch of [`STATE_PRUNE_BATCH_VERSIONS`].
+/// The stale entries are read and the nodes deleted as one stream, so memory stays flat
+/// whatever the batch holds.
 fn prune_state_nodes(txn: &WriteTransaction, height: u64) -> Result<(), StoreError> {
-    let version = tables::pruned_through(height);
-    if version == 0 {
+    let first = tables::pruned_through(height.saturating_sub(1)) + 1;
+    let last = tables::pruned_through(height);
+    if last < first {
         return Ok(());
     }
     let mut stale = txn
         .open_table(STATE_STALE)
         .db("opening table state_stale_nodes")?;
-    let empty: &[u8] = &[];
-    let entries = stale
-        .range((version, 0u64, empty)..(version + 1, 0u64, empty))
-        .db("reading table state_stale_nodes")?
-        .map(|entry| {
-            let (key, _) = entry.db("reading table state_stale_nodes")?;
-            let (_, node_version, path) = key.value();
-            Ok((node_version, path.to_vec()))
-        })
-        .collect::<Result<Vec<(u64, Vec<u8>)>, StoreError>>()?;
     let mut nodes = txn
         .open_table(STATE_NODES)
         .db("opening table state_nodes")?;
-    for (node_version, path) in &entries {
+    let empty: &[u8] = &[];
+    let range = (first, 0u64, empty)..(last + 1, 0u64, empty);
+    for entry in stale
+        .range(range.clone())
+        .db("reading table state_stale_nodes")?
+    {
+        let (key, _) = entry.db("reading table state_stale_nodes")?;
+        let (stale_since, node_version, path) = key.value();
         let removed = nodes
-            .remove((*node_version, path.as_slice()))
+            .remove((node_version, path))
             .db("pruning table state_nodes")?;
         if removed.is_none() {
             return Err(corrupt(
                 name::STATE_STALE,
                 format!(
-                    "stale since {version}, node version {node_version}, path {}",
+                    "stale since {stale_since}, node version {node_version}, path {}",
                     hex::encode(path)
                 ),
                 "names a node that is not stored",
             ));
         }
-        stale
-            .remove((version, *node_version, path.as_slice()))
-            .db("pruning table state_stale_nodes")?;
     }
+    stale
+        .retain_in(range, |_, ()| false)
+        .db("pruning table state_stale_nodes")?;
     Ok(())
 }
 

@@ -2,7 +2,10 @@
 //! proofs, receipts), survives reopening, and refuses what does not follow its head.
 
 mod store_common;
-use ipledger_node::store::{table_names, Store, StoreError, TxLocation, STATE_VERSIONS_KEPT};
+use ipledger_node::store::{
+    pruned_through, table_names, Store, StoreError, TxLocation, STATE_PRUNE_BATCH_VERSIONS,
+    STATE_VERSIONS_KEPT,
+};
 use jmt::storage::{NibblePath, NodeKey, TreeReader};
 use ledger_core::block::CommitCertificate;
 use ledger_core::crypto::Digest;
@@ -477,12 +480,15 @@ fn store_and_snapshots_are_send_and_sync() {
     send_sync::<StoreError>();
 }
 
-/// `busy_chain` followed by enough one-attestation blocks that its oldest state versions are
-/// pruned (every block replaces the tree's root, so every version leaves stale nodes).
+/// `busy_chain` followed by enough one-attestation blocks that a batch of its oldest state
+/// versions is pruned (every block replaces the tree's root, so every version leaves stale
+/// nodes), ending a few blocks past a batch, so that versions older than the last
+/// `STATE_VERSIONS_KEPT` but not yet in a batch are still whole.
 fn long_chain() -> TestChain {
     let (mut chain, _) = busy_chain();
-    for n in 0..STATE_VERSIONS_KEPT + 20 {
-        let tx = attest(&mut chain, &n.to_be_bytes());
+    while chain.height() < STATE_VERSIONS_KEPT + 2 * STATE_PRUNE_BATCH_VERSIONS + 3 {
+        let content = chain.height().to_be_bytes();
+        let tx = attest(&mut chain, &content);
         assert!(chain.commit(vec![tx]).iter().all(Result::is_ok));
     }
     chain
@@ -494,7 +500,11 @@ fn replaced_state_nodes_are_pruned_and_what_the_node_reads_stays_whole() {
     let (_dir, _path, store) = new_store(&chain);
     commit_all(&store, &chain);
     let head = chain.height();
-    let oldest_kept = head - STATE_VERSIONS_KEPT;
+    let oldest_kept = pruned_through(head);
+    assert!(
+        oldest_kept > 0 && oldest_kept + STATE_VERSIONS_KEPT < head,
+        "the chain ends past a batch, with versions older than the last {STATE_VERSIONS_KEPT} kept"
+    );
     let snapshot = store.snapshot().unwrap();
     let ledger_head = StateKey::LedgerHead.encode();
     // The kept versions read and prove as the test chain's, which prunes nothing.
@@ -563,7 +573,7 @@ fn verify_store_refuses_a_pruned_node_left_behind_and_a_kept_node_missing() {
     let chain = long_chain();
     let (_dir, path, store) = new_store(&chain);
     commit_all(&store, &chain);
-    let oldest_kept = chain.height() - STATE_VERSIONS_KEPT;
+    let oldest_kept = pruned_through(chain.height());
     drop(store);
     let edit = |edit: &dyn Fn(&mut StateNodes)| {
         let copy = path.with_extension("edited");

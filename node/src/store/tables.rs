@@ -19,20 +19,34 @@ use serde::{Deserialize, Serialize};
 /// all, and its first commit would prune its whole history at once, so it is refused. Version 3:
 /// committed transaction ids are no longer state keys (replays are refused through the
 /// transaction index), so a version-2 state tree holds keys that this build's re-execution
-/// never writes, and its state roots differ.
-pub const STORE_FORMAT_VERSION: u32 = 3;
+/// never writes, and its state roots differ. Version 4: replaced nodes are pruned in batches
+/// ([`STATE_PRUNE_BATCH_VERSIONS`]), so a version-3 file lacks nodes that `verify-store` now
+/// expects kept.
+pub const STORE_FORMAT_VERSION: u32 = 4;
 
-/// State-tree versions before the head whose nodes are kept: after block `h` commits, the tree
-/// can be read at versions `h - STATE_VERSIONS_KEPT ..= h`. Everything the node reads is at the
-/// head (execution, admission, state proofs), and a snapshot is a redb read transaction that
-/// keeps its own view while later commits prune, so a small margin suffices; the rest of the
-/// history is in the blocks, from which `verify-store` re-executes it.
+/// State-tree versions before the head whose nodes are always kept: after block `h` commits,
+/// the tree can be read at least at versions `h - STATE_VERSIONS_KEPT ..= h` (exactly
+/// [`oldest_kept_version`]`(h) ..= h`). Everything the node reads is at the head (execution,
+/// admission, state proofs), and a snapshot is a redb read transaction that keeps its own view
+/// while later commits prune, so a small margin suffices; the rest of the history is in the
+/// blocks, from which `verify-store` re-executes it.
 pub const STATE_VERSIONS_KEPT: u64 = 8;
 
-/// The newest version whose replaced nodes are pruned once block `height` is committed:
-/// nodes stale since a version at or below it are gone (0: nothing is pruned yet).
-pub(crate) fn pruned_through(height: u64) -> u64 {
-    height.saturating_sub(STATE_VERSIONS_KEPT)
+/// Replaced state-tree nodes are deleted in batches of this many versions, by the commit of
+/// every block whose [`pruned_through`] reaches a new multiple of it. A node sits in a page with
+/// nodes written in the same block, which go stale at scattered later heights; deleting one
+/// version's worth per commit rewrote a page for nearly every node deleted, and a batch rewrites
+/// each page it touches once. On a ledger of 10 million transactions pruning per version was
+/// about a third of the bytes written per transaction (docs/PERFORMANCE.md).
+pub const STATE_PRUNE_BATCH_VERSIONS: u64 = 16;
+
+/// The newest version whose replaced nodes are pruned once block `height` is committed: nodes
+/// stale since a version at or below it are gone (0: nothing is pruned yet). A multiple of
+/// [`STATE_PRUNE_BATCH_VERSIONS`], at most `height - STATE_VERSIONS_KEPT`. It is also the oldest
+/// version whose tree is whole: every node of the tree at version `v` goes stale after `v`.
+pub fn pruned_through(height: u64) -> u64 {
+    let due = height.saturating_sub(STATE_VERSIONS_KEPT);
+    due - due % STATE_PRUNE_BATCH_VERSIONS
 }
 
 /// Whether block commits use redb's two-phase commit (fsync the data and the new commit slot,
@@ -217,4 +231,38 @@ pub(crate) fn read_meta_u64(bytes: &[u8], key: &'static str) -> Result<u64, Stor
         )
     })?;
     Ok(u64::from_be_bytes(array))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pruning keeps at least the last `STATE_VERSIONS_KEPT` versions, moves only in whole
+    /// batches, and never lags a full batch behind.
+    #[test]
+    fn pruning_moves_in_whole_batches_and_keeps_the_recent_versions() {
+        let mut previous = 0;
+        for height in 0..10 * STATE_PRUNE_BATCH_VERSIONS {
+            let through = pruned_through(height);
+            assert_eq!(through % STATE_PRUNE_BATCH_VERSIONS, 0, "height {height}");
+            assert!(through + STATE_VERSIONS_KEPT <= height.max(STATE_VERSIONS_KEPT));
+            assert!(
+                through + STATE_VERSIONS_KEPT + STATE_PRUNE_BATCH_VERSIONS > height,
+                "height {height}: pruned through {through} lags a batch"
+            );
+            assert!(
+                through == previous || through == previous + STATE_PRUNE_BATCH_VERSIONS,
+                "height {height}: one batch at a time"
+            );
+            previous = through;
+        }
+        assert_eq!(
+            pruned_through(STATE_VERSIONS_KEPT + STATE_PRUNE_BATCH_VERSIONS - 1),
+            0
+        );
+        assert_eq!(
+            pruned_through(STATE_VERSIONS_KEPT + STATE_PRUNE_BATCH_VERSIONS),
+            STATE_PRUNE_BATCH_VERSIONS
+        );
+    }
 }
