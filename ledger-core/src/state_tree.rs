@@ -277,7 +277,7 @@ impl MemoryStateStore {
 
     /// Records the transactions block `height` committed, as the node's transaction index does
     /// in the block's database transaction.
-    pub fn index_txs(&mut self, height: u64, ids: impl IntoIterator<Item = TxId>) {
+    pub(crate) fn index_txs(&mut self, height: u64, ids: impl IntoIterator<Item = TxId>) {
         for id in ids {
             let earlier = self.txs.insert(id, height);
             assert!(earlier.is_none(), "transaction {id} indexed twice");

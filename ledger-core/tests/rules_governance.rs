@@ -270,12 +270,19 @@ fn regulator_signs_nothing() {
     assert_eq!(rejection(chain.apply(tx)).code(), "wrong_role");
 }
 
-#[test]
-fn replay_is_refused_while_unexpired_and_expiry_is_enforced() {
+/// A chain with holders where alice's attestation of `evidence` is committed: the chain, the
+/// transaction and the height of its block.
+fn alice_attested(evidence: &[u8]) -> (TestChain, SignedTx, u64) {
     let mut chain = chain_with_holders();
-    let tx = attest(&mut chain, "alice", b"doc");
+    let tx = attest(&mut chain, "alice", evidence);
     chain.apply(tx.clone()).unwrap();
     let committed_at = chain.height();
+    (chain, tx, committed_at)
+}
+
+#[test]
+fn replay_is_refused_while_unexpired_and_expiry_is_enforced() {
+    let (mut chain, tx, committed_at) = alice_attested(b"doc");
     assert_eq!(
         rejection(chain.apply(tx.clone())).code(),
         "already_committed"
@@ -317,10 +324,7 @@ fn replay_is_refused_while_unexpired_and_expiry_is_enforced() {
 fn a_view_of_an_earlier_height_does_not_know_later_commits() {
     // The transaction index holds every block stored; a state view answers only for blocks at or
     // below its own height, as the state map does.
-    let mut chain = chain_with_holders();
-    let tx = attest(&mut chain, "alice", b"later");
-    chain.apply(tx.clone()).unwrap();
-    let committed_at = chain.height();
+    let (mut chain, tx, committed_at) = alice_attested(b"later");
     chain.commit(Vec::new());
     let at = |version| StateTree::new(&chain.state_store, Some(version)).committed_height(&tx.id());
     assert_eq!(at(committed_at - 1), Ok(None));

@@ -34,16 +34,34 @@ pub(crate) struct OwnerChange {
 /// `version` if it wrote the key, else the value before the block.
 pub(crate) struct AfterBlock<'a> {
     /// The state before the block.
-    pub before: &'a dyn StateRead,
+    before: &'a dyn StateRead,
     /// The block's state-tree update.
-    pub update: &'a StateTreeUpdate,
+    update: &'a StateTreeUpdate,
     /// The block's height, the update's version.
-    pub version: u64,
+    version: u64,
     /// The block's transactions.
-    pub leaves: &'a [LedgerLeaf],
+    leaves: &'a [LedgerLeaf],
     /// The ids of `leaves`, hashed on the first [`StateRead::committed_height`] call (the owner
     /// index itself never asks, so a block's commit does not pay for it).
-    pub ids: OnceCell<HashSet<TxId>>,
+    ids: OnceCell<HashSet<TxId>>,
+}
+
+impl<'a> AfterBlock<'a> {
+    /// The state after the block at `version` whose update and transactions are given.
+    pub(crate) fn new(
+        before: &'a dyn StateRead,
+        update: &'a StateTreeUpdate,
+        version: u64,
+        leaves: &'a [LedgerLeaf],
+    ) -> AfterBlock<'a> {
+        AfterBlock {
+            before,
+            update,
+            version,
+            leaves,
+            ids: OnceCell::new(),
+        }
+    }
 }
 
 impl StateRead for AfterBlock<'_> {
@@ -73,13 +91,7 @@ pub(crate) fn owner_changes(
     version: u64,
     leaves: &[LedgerLeaf],
 ) -> Result<Vec<OwnerChange>, StorageError> {
-    let after = AfterBlock {
-        before,
-        update,
-        version,
-        leaves,
-        ids: OnceCell::new(),
-    };
+    let after = AfterBlock::new(before, update, version, leaves);
     let after = Overlay::new(&after);
     let before = Overlay::new(before);
     let mut candidates = BTreeSet::new();
@@ -175,13 +187,13 @@ mod tests {
             tx: tx.clone(),
         };
         let before = chain.state();
-        let after = AfterBlock {
-            before: &before,
-            update: &StateTreeUpdate::default(),
-            version: before_height + 1,
-            leaves: std::slice::from_ref(&leaf),
-            ids: OnceCell::new(),
-        };
+        let update = StateTreeUpdate::default();
+        let after = AfterBlock::new(
+            &before,
+            &update,
+            before_height + 1,
+            std::slice::from_ref(&leaf),
+        );
         assert_eq!(
             after.committed_height(&tx.id()),
             Ok(Some(before_height + 1))

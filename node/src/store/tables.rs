@@ -26,7 +26,7 @@ pub const STORE_FORMAT_VERSION: u32 = 4;
 
 /// State-tree versions before the head whose nodes are always kept: after block `h` commits,
 /// the tree can be read at least at versions `h - STATE_VERSIONS_KEPT ..= h` (exactly
-/// [`oldest_kept_version`]`(h) ..= h`). Everything the node reads is at the head (execution,
+/// [`pruned_through`]`(h) ..= h`). Everything the node reads is at the head (execution,
 /// admission, state proofs), and a snapshot is a redb read transaction that keeps its own view
 /// while later commits prune, so a small margin suffices; the rest of the history is in the
 /// blocks, from which `verify-store` re-executes it.

@@ -35,9 +35,10 @@
 //! Prints committed transactions and signatures per second, submit-to-commit latency (p50, p99,
 //! max), the CPU time each node and this generator used during the mix and the bytes each wrote
 //! to disk per transaction of the mix (redb rewrites whole pages, so this is far above what the
-//! store grows by), each node's peak memory and stored bytes per committed transaction, and, measured in the same run on this machine,
-//! raw Ed25519 single and batch verifications per second with the ratio of committed tx/s to the
-//! batch limit for the validators sharing the machine. Every submission must commit: a refusal
+//! store grows by), each node's peak memory and stored bytes per committed transaction, and,
+//! measured in the same run on this machine, raw Ed25519 single and batch verifications per
+//! second with the ratio of committed tx/s to the batch limit for the validators sharing the
+//! machine. Every submission must commit: a refusal
 //! fails the run.
 
 use anyhow::{bail, ensure, Context, Result};
@@ -501,7 +502,7 @@ fn submit_all(net: &Net, ready: &[Ready], plan: Plan, head: &AtomicU64) -> Resul
 /// What a process has used so far, from /proc: CPU seconds (user + system) and bytes it caused
 /// to be written to the disk (`write_bytes` of /proc/PID/io: pages written back, not bytes
 /// handed to `write`, so a page rewritten before writeback counts once).
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy)]
 struct Usage {
     cpu_seconds: f64,
     written_bytes: u64,
