@@ -18,6 +18,11 @@ use crate::state::{
 };
 use crate::state_tree::{MemoryStateStore, StateTree, StateTreeUpdate, TreeReader};
 use crate::storage::StorageError;
+use crate::tx::{SignedTx, TxId};
+use jmt::storage::{LeafNode, Node, NodeKey};
+use jmt::KeyHash;
+use std::cell::OnceCell;
+use std::collections::HashSet;
 
 /// Why a block cannot be built or is invalid.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -109,6 +114,84 @@ impl MemoryStateStore {
     }
 }
 
+/// The state after an executed block that is not stored yet, read as a [`TreeReader`] and
+/// transaction index: the block's new tree nodes and values and its transactions' ids, over a
+/// reader of the state before it.
+///
+/// A proposer builds the next block on it while its node commits this one, so building and
+/// the durable commit overlap. It answers exactly what the store answers once the block is
+/// committed (a property test checks this), so a block built on it is the block that would be
+/// built after the commit.
+pub struct PendingHead<'a, R> {
+    /// The state before the block (its parent's version and below).
+    before: &'a R,
+    /// The block, not yet stored.
+    executed: &'a ExecutedBlock,
+    /// The ids of the block's transactions, hashed on the first [`TxIndexRead::tx_height`] call
+    /// (a reader that never asks does not pay for them).
+    ids: OnceCell<HashSet<TxId>>,
+}
+
+impl<'a, R: TreeReader + TxIndexRead> PendingHead<'a, R> {
+    /// The state after `executed`, whose parent's state `before` holds.
+    pub fn new(before: &'a R, executed: &'a ExecutedBlock) -> PendingHead<'a, R> {
+        PendingHead {
+            before,
+            executed,
+            ids: OnceCell::new(),
+        }
+    }
+
+    /// The block's height: the state version this reader adds.
+    pub fn version(&self) -> u64 {
+        self.executed.block.header.height
+    }
+}
+
+impl<R: TreeReader> TreeReader for PendingHead<'_, R> {
+    fn get_node_option(&self, node_key: &NodeKey) -> anyhow::Result<Option<Node>> {
+        match self.executed.state_update.nodes().get(node_key) {
+            Some(node) => Ok(Some(node.clone())),
+            None => self.before.get_node_option(node_key),
+        }
+    }
+
+    fn get_value_option(
+        &self,
+        max_version: u64,
+        key_hash: KeyHash,
+    ) -> anyhow::Result<Option<Vec<u8>>> {
+        let version = self.executed.block.header.height;
+        if max_version >= version {
+            if let Some(written) = self
+                .executed
+                .state_update
+                .values()
+                .get(&(version, key_hash))
+            {
+                return Ok(written.clone());
+            }
+        }
+        self.before.get_value_option(max_version, key_hash)
+    }
+
+    fn get_rightmost_leaf(&self) -> anyhow::Result<Option<(NodeKey, LeafNode)>> {
+        anyhow::bail!("get_rightmost_leaf serves only jmt's restore, which ledger-core never uses")
+    }
+}
+
+impl<R: TxIndexRead> TxIndexRead for PendingHead<'_, R> {
+    fn tx_height(&self, id: &TxId) -> Result<Option<u64>, StorageError> {
+        let ids = self
+            .ids
+            .get_or_init(|| self.executed.block.txs.iter().map(SignedTx::id).collect());
+        if ids.contains(id) {
+            return Ok(Some(self.executed.block.header.height));
+        }
+        self.before.tx_height(id)
+    }
+}
+
 /// Builds a block transaction by transaction on top of committed state.
 pub struct BlockBuilder<'a> {
     overlay: Overlay<'a>,
@@ -181,6 +264,13 @@ impl<'a> BlockBuilder<'a> {
     /// How many transactions the block holds so far.
     pub fn len(&self) -> usize {
         self.leaves.len()
+    }
+
+    /// How many more transactions the block may hold by count; its byte limit may end it
+    /// sooner. A proposer takes at most this many from its mempool.
+    pub fn room(&self) -> usize {
+        let max = usize::try_from(self.chain.params.block_txs_max).expect("a u32 fits a usize");
+        max.saturating_sub(self.leaves.len())
     }
 
     /// Whether the block holds no transactions yet.

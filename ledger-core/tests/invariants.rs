@@ -33,16 +33,18 @@
 mod common;
 
 use common::{party, patent, work};
-use ledger_core::block::BlockHeader;
+use ledger_core::block::{Block, BlockHeader};
 use ledger_core::crypto::{Digest, PublicKey, Signature};
-use ledger_core::execute::{execute_block, execute_genesis, BlockBuilder, Parent};
+use ledger_core::execute::{
+    execute_block, execute_genesis, BlockBuilder, ExecutedBlock, Parent, PendingHead,
+};
 use ledger_core::rejection::TxError;
 use ledger_core::rules::{BlockContext, VerifiedTx};
 use ledger_core::state::{
     AssetEvent, AssetRecord, HistoryEntry, PartyRecord, PledgeRecord, PledgeStatus, StateKey,
-    StateRead,
+    StateRead, TxIndexRead,
 };
-use ledger_core::state_tree::{MemoryStateStore, StateTree};
+use ledger_core::state_tree::{MemoryStateStore, StateTree, TreeReader};
 use ledger_core::testkit::{test_key, TestChain, TEST_BLOCK_INTERVAL_MS, TEST_GENESIS_TIME_MS};
 use ledger_core::tx::{Action, CourtOrder, PledgeTerms, SignedTx, TxId, Valuation};
 use ledger_core::types::{AssetId, EvidenceKind, Money, RightKind, Role, WorkKind};
@@ -373,6 +375,9 @@ struct Checks {
     rejected_leave_no_trace: bool,
     /// Re-executing the stored blocks from genesis on a fresh store gives the same headers.
     determinism: bool,
+    /// Each stored block, built over its parent while the parent is not stored yet, is the
+    /// block built after the parent's commit.
+    pending_head: bool,
 }
 
 /// A committed transaction and where the ledger put it.
@@ -480,6 +485,9 @@ impl Run {
         }
         if self.checks.determinism {
             self.check_determinism();
+        }
+        if self.checks.pending_head {
+            self.check_pending_head();
         }
     }
 
@@ -1558,6 +1566,93 @@ impl Run {
     }
 }
 
+impl Run {
+    /// Builds every stored block again from genesis on a fresh store, each one first over its
+    /// parent still pending (`PendingHead`: the parent's executed update over the store without
+    /// it), as a proposer builds while its node commits the parent, then after the parent is
+    /// stored. Both give the stored block and the same state update, and over the pending parent
+    /// each of the parent's transactions is already committed.
+    fn check_pending_head(&self) {
+        let mut store = MemoryStateStore::new();
+        let (_, update) =
+            execute_genesis(&StateTree::new(&store, None), &self.chain.genesis).expect("genesis");
+        store.write(&update);
+        let mut parent_hash = self.chain.genesis.hash();
+        let mut pending: Option<ExecutedBlock> = None;
+        for block in &self.chain.blocks {
+            let height = block.header.height;
+            let parent = Parent {
+                hash: parent_hash,
+                certificate: block.last_commit.clone(),
+            };
+            let built = match pending.take() {
+                None => rebuild(&StateTree::new(&store, Some(height - 1)), block, &parent),
+                Some(previous) => {
+                    let head = PendingHead::new(&store, &previous);
+                    let over_pending = StateTree::new(&head, Some(height - 1));
+                    let early = rebuild(&over_pending, block, &parent);
+                    for tx in previous
+                        .block
+                        .txs
+                        .iter()
+                        .filter(|tx| tx.body.valid_until >= height)
+                    {
+                        let mut builder = BlockBuilder::new(&over_pending, context(block))
+                            .expect("the block starts over its pending parent");
+                        let replay = VerifiedTx::verify(tx.clone()).expect("stored txs verify");
+                        match builder.push(&replay) {
+                            Err(TxError::Rejected(rejection)) => {
+                                assert_eq!(rejection.code(), "already_committed")
+                            }
+                            other => {
+                                panic!("a pending parent's transaction was not refused: {other:?}")
+                            }
+                        }
+                    }
+                    store.commit(&previous);
+                    let after = rebuild(&StateTree::new(&store, Some(height - 1)), block, &parent);
+                    assert_eq!(early.block, after.block, "block {height}, built early");
+                    assert_eq!(
+                        early.state_update, after.state_update,
+                        "state update of block {height}, built early"
+                    );
+                    after
+                }
+            };
+            assert_eq!(built.block, *block, "block {height} is rebuilt identically");
+            parent_hash = block.header.hash();
+            pending = Some(built);
+        }
+    }
+}
+
+fn context(block: &Block) -> BlockContext {
+    BlockContext {
+        height: block.header.height,
+        time_ms: block.header.time_ms,
+    }
+}
+
+/// Builds `block` again from its transactions, with its proposer, on `state`.
+fn rebuild<R: TreeReader + TxIndexRead>(
+    state: &StateTree<'_, R>,
+    block: &Block,
+    parent: &Parent,
+) -> ExecutedBlock {
+    let mut builder = BlockBuilder::new(state, context(block)).expect("the block starts");
+    for tx in &block.txs {
+        let vtx = VerifiedTx::verify(tx.clone()).expect("stored txs verify");
+        assert_eq!(
+            builder.push(&vtx),
+            Ok(true),
+            "a stored transaction is accepted again"
+        );
+    }
+    builder
+        .finish(state, block.header.proposer, parent.clone())
+        .expect("the block finishes")
+}
+
 fn enrolment(holder: &str) -> (Action, Vec<String>) {
     let action = Action::EnrollRightsHolder {
         registrar: party("trading-center"),
@@ -1715,6 +1810,15 @@ proptest! {
     #[test]
     fn reexecuting_stored_blocks_from_genesis_reproduces_every_header(plan in plan_strategy()) {
         run(&plan, Checks { determinism: true, ..Checks::default() });
+    }
+
+    /// A block built over its parent before the parent is stored (as a proposer builds while
+    /// its node commits) is the block built after the parent's commit, with the same update.
+    #[test]
+    fn blocks_built_over_a_pending_parent_match_blocks_built_after_its_commit(
+        plan in plan_strategy()
+    ) {
+        run(&plan, Checks { pending_head: true, ..Checks::default() });
     }
 }
 

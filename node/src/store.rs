@@ -295,14 +295,7 @@ impl Store {
             .verify(&genesis.chain_id, height, &hash, &validators)
             .map_err(|error| StoreError::BadCertificate { height, error })?;
         check_executed(&before, head, executed)?;
-        let head_state = before.state(head);
-        let changes = owner_changes(
-            &head_state,
-            &executed.state_update,
-            height,
-            &executed.leaves,
-        )
-        .map_err(|error| StoreError::State {
+        let changes = owner_changes(&before, executed).map_err(|error| StoreError::State {
             version: head,
             error,
         })?;

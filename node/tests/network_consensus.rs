@@ -72,8 +72,13 @@ impl Network {
 
     /// A network of four validators of which only `running` start now.
     async fn start_some(running: &[usize]) -> Network {
+        Network::start_with(network_genesis(), running).await
+    }
+
+    /// A network of four validators on `genesis`, of which only `running` start now.
+    async fn start_with(genesis: Genesis, running: &[usize]) -> Network {
         init_logs();
-        let genesis = Arc::new(network_genesis());
+        let genesis = Arc::new(genesis);
         let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
         let dirs: Vec<tempfile::TempDir> = (0..4)
             .map(|_| tempfile::tempdir().expect("tempdir"))
@@ -240,6 +245,94 @@ async fn four_validators_commit_identical_blocks() {
             checks.complete.load(std::sync::atomic::Ordering::Relaxed)
         );
     }
+    network.stop().await;
+}
+
+/// With more transactions waiting than a block holds, the proposer of each next height builds
+/// its block while it commits the last one, over the decided block not yet stored. Every
+/// transaction commits exactly once, in blocks that all validators agree on, that keep the block
+/// limit, and whose time is no earlier than the submission of any transaction they hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_is_built_into_blocks_during_commits_and_each_transaction_commits_once() {
+    const BLOCK_TXS_MAX: usize = 10;
+    const BACKLOG: usize = 120;
+    let _one = ONE_NETWORK_AT_A_TIME.lock().await;
+    let mut genesis = network_genesis();
+    genesis.params.block_txs_max = BLOCK_TXS_MAX as u32;
+    let network = Network::start_with(genesis, &[0, 1, 2, 3]).await;
+    network.wait_for_height(&[0, 1, 2, 3], 1).await;
+    let valid_until = network.height(0) + 90;
+    let txs: Vec<SignedTx> = (0..BACKLOG)
+        .map(|i| {
+            court_attestation(
+                &network.genesis,
+                format!("backlog {i}").as_bytes(),
+                valid_until,
+            )
+        })
+        .collect();
+    let mut submitted_ms = std::collections::HashMap::new();
+    for (i, tx) in txs.iter().enumerate() {
+        let now = now_ms();
+        submitted_ms.insert(tx.id(), now);
+        submit(network.node(i % 4), &network.genesis, tx.clone(), now);
+    }
+    let started = Instant::now();
+    let head = loop {
+        let heights: Vec<Option<u64>> = txs
+            .iter()
+            .map(|tx| {
+                let location = network.node(0).store.tx_location(&tx.id());
+                location.expect("readable").map(|l| l.height)
+            })
+            .collect();
+        if heights.iter().all(Option::is_some) {
+            break heights.into_iter().flatten().max().expect("a backlog");
+        }
+        let left = heights.iter().filter(|h| h.is_none()).count();
+        assert!(
+            started.elapsed() < DEADLINE,
+            "{left} of {BACKLOG} never committed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    network.wait_for_height(&[0, 1, 2, 3], head).await;
+    network.assert_same_blocks(&[0, 1, 2, 3], head);
+    let mut committed = std::collections::HashSet::new();
+    for height in 1..=head {
+        let block = network
+            .node(0)
+            .store
+            .block(height)
+            .unwrap()
+            .expect("committed");
+        assert!(
+            block.txs.len() <= BLOCK_TXS_MAX,
+            "block {height} holds {}",
+            block.txs.len()
+        );
+        for tx in &block.txs {
+            assert!(committed.insert(tx.id()), "{} committed twice", tx.id());
+            if let Some(submitted) = submitted_ms.get(&tx.id()) {
+                assert!(
+                    block.header.time_ms >= *submitted,
+                    "block {height} is dated {} ms, before {} was submitted at {submitted} ms",
+                    block.header.time_ms,
+                    tx.id()
+                );
+            }
+        }
+    }
+    assert!(txs.iter().all(|tx| committed.contains(&tx.id())));
+    let built_early: u64 = (0..4)
+        .map(|index| {
+            let checks = &network.node(index).network.proposal_checks;
+            checks
+                .built_early
+                .load(std::sync::atomic::Ordering::Relaxed)
+        })
+        .sum();
+    assert!(built_early > 0, "no proposal was built during a commit");
     network.stop().await;
 }
 

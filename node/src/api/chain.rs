@@ -77,6 +77,9 @@ pub struct NetworkStatus {
     pub proposals_executed_streaming: u64,
     /// Other validators' proposals executed once complete, since start.
     pub proposals_executed_complete: u64,
+    /// This node's proposals built while it committed the block before them, since start (a
+    /// height that overran its target interval).
+    pub proposals_built_early: u64,
 }
 
 /// One consensus peer.
@@ -238,6 +241,7 @@ async fn network_status(view: &NetworkView) -> NetworkStatus {
         last_synced_height: sync.last_synced_height,
         proposals_executed_streaming: view.proposal_checks.streamed.load(Ordering::Relaxed),
         proposals_executed_complete: view.proposal_checks.complete.load(Ordering::Relaxed),
+        proposals_built_early: view.proposal_checks.built_early.load(Ordering::Relaxed),
     }
 }
 

@@ -6,6 +6,7 @@
 //! engine so. Every block comes into being through ledger-core's `BlockBuilder` or
 //! `execute_block`; this module only feeds them and persists their output.
 
+use super::building::{self, BuiltBlock, EarlyInputs, EarlyProposal, Proposing};
 use super::certificate;
 use super::context::{
     parts_sign_bytes, Address, BlockHash, Height, IpledgerContext, ProposalPart, ValidatorSet,
@@ -20,10 +21,10 @@ use anyhow::{bail, Context as _, Result};
 use bytes::Bytes;
 use ledger_core::block::{Block, BlockDecoder, BlockPiece};
 use ledger_core::crypto::{Digest, PublicKey};
-use ledger_core::execute::{execute_block, BlockBuilder, BlockError, ExecutedBlock, Parent};
+use ledger_core::execute::{execute_block, BlockError, ExecutedBlock, Parent};
 use ledger_core::genesis::Genesis;
-use ledger_core::rejection::{Rejection, TxError};
-use ledger_core::rules::{BlockContext, VerifiedTx};
+use ledger_core::rejection::Rejection;
+use ledger_core::rules::VerifiedTx;
 use ledger_core::state::ValidatorSchedule;
 use ledger_core::tx::SignedTx;
 use malachitebft_app_channel::app::engine::host::{HeightParams, Next, SyncedValueOutcome};
@@ -91,7 +92,7 @@ pub struct AppReports {
 
 /// How proposals from other validators were checked: executed while their parts streamed in,
 /// or in full once complete (a later height, too many at once, or the streamed execution
-/// failed).
+/// failed); and how many of this node's own were built early.
 #[derive(Debug, Default)]
 pub struct ProposalChecks {
     /// Proposals whose execution ran while they streamed.
@@ -102,6 +103,9 @@ pub struct ProposalChecks {
     pub reused_signatures: std::sync::atomic::AtomicU64,
     /// Proposals found invalid (this node prevoted nil on them).
     pub refused: std::sync::atomic::AtomicU64,
+    /// This node's proposals built while it committed the block before them (see
+    /// [`building`]).
+    pub built_early: std::sync::atomic::AtomicU64,
 }
 
 /// Where a block to check came from, which decides what is checked.
@@ -169,6 +173,8 @@ pub struct ConsensusApp {
     streams: HashMap<(PeerId, StreamId), PartialStream>,
     pending: Vec<Assembled>,
     decided_without_block: Option<Height>,
+    /// The next height's block, if this node started building it while committing the last.
+    early: Option<EarlyProposal>,
     /// How this validator lies, if it was built to (tests only).
     #[cfg(feature = "byzantine")]
     pub(super) liar: Option<Arc<super::byzantine::Liar>>,
@@ -197,6 +203,7 @@ impl ConsensusApp {
             streams: HashMap::new(),
             pending: Vec::new(),
             decided_without_block: None,
+            early: None,
             #[cfg(feature = "byzantine")]
             liar: None,
         }
@@ -403,7 +410,15 @@ impl ConsensusApp {
         timeout: Duration,
         channels: &mut Channels<IpledgerContext>,
     ) -> Result<LocallyProposedValue<IpledgerContext>> {
-        let executed = self.build_block(height, std::time::Instant::now() + timeout / 2)?;
+        let built = match self.take_early(height, round).await? {
+            Some(built) => built,
+            None => self.build_block(height, std::time::Instant::now() + timeout / 2)?,
+        };
+        self.mempool
+            .lock()
+            .expect("mempool lock")
+            .remove(&built.refused);
+        let executed = built.executed;
         #[cfg(feature = "byzantine")]
         let executed = super::byzantine::bad_proposal(self, height, round, executed)?;
         let hash = BlockHash::from(executed.block.header.hash());
@@ -417,11 +432,35 @@ impl ConsensusApp {
         Ok(LocallyProposedValue::new(height, round, hash))
     }
 
+    /// The block built early for the first round of `height`, if one was, this node proposes
+    /// it, and its time is still well within the clock skew other validators accept (a long
+    /// commit could age it); otherwise `None`, and the block is built now.
+    async fn take_early(&mut self, height: Height, round: Round) -> Result<Option<BuiltBlock>> {
+        let Some(early) = self.early.take() else {
+            return Ok(None);
+        };
+        if early.height != height.0 || round != Round::new(0) {
+            return Ok(None);
+        }
+        let Some(built) = early.finish().await? else {
+            return Ok(None);
+        };
+        let age_ms = (self.clock_ms)().saturating_sub(built.executed.block.header.time_ms);
+        if age_ms > self.genesis.consensus.clock_skew_max_ms / 2 {
+            warn!(%height, age_ms, "the block built early is too old to propose; building anew");
+            return Ok(None);
+        }
+        self.reports
+            .checks
+            .built_early
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(Some(built))
+    }
+
     /// Builds the next block from the mempool on the committed state, stopping at the block
-    /// limits or at `deadline`; transactions the rules now refuse leave the mempool.
-    fn build_block(&self, height: Height, deadline: std::time::Instant) -> Result<ExecutedBlock> {
-        let (parent, previous_time) = self.parent(height)?;
-        let time_ms = (self.clock_ms)().max(previous_time + 1);
+    /// limits or at `deadline`.
+    fn build_block(&self, height: Height, deadline: std::time::Instant) -> Result<BuiltBlock> {
+        let (parent, parent_time_ms) = self.parent(height)?;
         let head = self.store.head_height()?;
         assert_eq!(
             head + 1,
@@ -429,33 +468,20 @@ impl ConsensusApp {
             "the engine asks for a value only at the next height"
         );
         let snapshot = self.store.snapshot()?;
-        let state = snapshot.state(head);
-        let mut builder = BlockBuilder::new(
-            &state,
-            BlockContext {
-                height: height.0,
-                time_ms,
-            },
-        )?;
-        let mut refused = HashSet::new();
-        {
-            let mempool = self.mempool.lock().expect("mempool lock");
-            for vtx in mempool.iter() {
-                if std::time::Instant::now() > deadline {
-                    break;
-                }
-                match builder.push(vtx) {
-                    Ok(true) => {}
-                    Ok(false) => break,
-                    Err(TxError::Rejected(_)) => {
-                        refused.insert(vtx.id());
-                    }
-                    Err(TxError::Storage(error)) => return Err(error.into()),
-                }
-            }
-        }
-        self.mempool.lock().expect("mempool lock").remove(&refused);
-        Ok(builder.finish(&state, self.signer.address().public_key(), parent)?)
+        let proposing = Proposing {
+            height: height.0,
+            parent,
+            parent_time_ms,
+            proposer: self.signer.address(),
+            clock_ms: &*self.clock_ms,
+            deadline,
+        };
+        building::build(
+            &snapshot.state(head),
+            &self.mempool,
+            &HashSet::new(),
+            proposing,
+        )
     }
 
     async fn publish_parts(
@@ -886,7 +912,9 @@ impl ConsensusApp {
             .collect()
     }
 
-    /// Commits the decided block, durably, with the decided certificate.
+    /// Commits the decided block, durably, with the decided certificate. If a full block is
+    /// already waiting, the next block's build starts first, over the decided block, so that it
+    /// runs during the commit (see [`building`]).
     fn commit(
         &mut self,
         certificate: &malachitebft_app_channel::app::types::core::CommitCertificate<
@@ -894,22 +922,39 @@ impl ConsensusApp {
         >,
     ) -> Result<()> {
         let height = certificate.height;
+        if self
+            .early
+            .as_ref()
+            .is_some_and(|early| early.height <= height.0)
+        {
+            self.early = None;
+        }
         let Some(undecided) = self.undecided.remove(&(height, certificate.value_id)) else {
             error!(%height, value = %certificate.value_id, "decided a block this node does not hold; will restart the height and sync it");
             self.decided_without_block = Some(height);
             return Ok(());
         };
         let ledger_certificate = certificate::to_ledger(certificate);
+        let decided = Arc::new(undecided.executed);
+        if !undecided.synced && self.full_block_waiting(&decided) {
+            self.early = Some(EarlyProposal::start(
+                Arc::clone(&decided),
+                EarlyInputs {
+                    before: self.store.snapshot()?,
+                    certificate: ledger_certificate.clone(),
+                    mempool: Arc::clone(&self.mempool),
+                    proposer: self.signer.address(),
+                    ctx: self.ctx.clone(),
+                    clock_ms: Arc::clone(&self.clock_ms),
+                    deadline: std::time::Instant::now()
+                        + Duration::from_millis(self.genesis.consensus.propose_timeout_ms) / 2,
+                },
+            ));
+        }
         self.store
-            .commit_block(&undecided.executed, &ledger_certificate)
+            .commit_block(&decided, &ledger_certificate)
             .with_context(|| format!("durable commit of block {height} failed"))?;
-        let tx_ids: Vec<Digest> = undecided
-            .executed
-            .block
-            .txs
-            .iter()
-            .map(|tx| tx.id())
-            .collect();
+        let tx_ids: Vec<Digest> = decided.block.txs.iter().map(|tx| tx.id()).collect();
         {
             let mut mempool = self.mempool.lock().expect("mempool lock");
             mempool.remove(&tx_ids.iter().copied().collect());
@@ -930,6 +975,15 @@ impl ConsensusApp {
             tx_ids: Arc::new(tx_ids),
         });
         Ok(())
+    }
+
+    /// Whether a full block is already waiting in the mempool besides `decided`'s
+    /// transactions: then building the next block now, during the commit, cannot leave out
+    /// anything that waiting would have let in.
+    fn full_block_waiting(&self, decided: &ExecutedBlock) -> bool {
+        let waiting = self.mempool.lock().expect("mempool lock").len();
+        let block_txs_max = self.genesis.params.block_txs_max as usize;
+        waiting.saturating_sub(decided.block.txs.len()) >= block_txs_max
     }
 
     fn next_after(&mut self, height: Height) -> Result<Next<IpledgerContext>> {

@@ -2,6 +2,7 @@
 //! module names an engine type.
 
 pub mod app;
+pub mod building;
 /// A lying validator, for fault tests only.
 #[cfg(feature = "byzantine")]
 pub mod byzantine;

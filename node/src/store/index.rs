@@ -1,23 +1,20 @@
 //! The assets-by-owner index, derived per block from its ledger leaves and its state writes.
 //!
-//! The state tree is keyed by hashes of state keys, so a block's [`StateTreeUpdate`] does not say
+//! The state tree is keyed by hashes of state keys, so a block's state-tree update does not say
 //! which assets it wrote. The leaves do: each action names the assets it can touch (directly, or
-//! through a pledge record). For each such asset the new owner is read from the asset record the
-//! block wrote (found in the update by its key hash), and the old owner from the state before the
-//! block. Only the owners come from state, so the index agrees with the authenticated records
+//! through a pledge record). For each such asset the new owner is read from the state after the
+//! block ([`PendingHead`]: the block's update over the state before it), and the old owner from
+//! the state before the block. Only the owners come from state, so the index agrees with the authenticated records
 //! even if a rule moves ownership in a way the action's fields do not show, as long as the action
 //! names the asset, which the exhaustive match below forces whoever adds an action to decide.
 
-use jmt::KeyHash;
-use ledger_core::block::LedgerLeaf;
-use ledger_core::crypto::Digest;
-use ledger_core::state::{AssetRecord, Overlay, PledgeRecord, StateKey, StateRead};
-use ledger_core::state_tree::StateTreeUpdate;
+use ledger_core::execute::{ExecutedBlock, PendingHead};
+use ledger_core::state::{AssetRecord, Overlay, PledgeRecord, StateKey, TxIndexRead};
+use ledger_core::state_tree::{StateTree, TreeReader};
 use ledger_core::storage::StorageError;
 use ledger_core::tx::{Action, TxId};
 use ledger_core::types::{AssetId, PartyId};
-use std::cell::OnceCell;
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 
 /// One asset whose owner differs between the state before a block and after it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,72 +27,20 @@ pub(crate) struct OwnerChange {
     pub to: PartyId,
 }
 
-/// The state after a block, read through the block's update: the value the block wrote at
-/// `version` if it wrote the key, else the value before the block.
-pub(crate) struct AfterBlock<'a> {
-    /// The state before the block.
-    before: &'a dyn StateRead,
-    /// The block's state-tree update.
-    update: &'a StateTreeUpdate,
-    /// The block's height, the update's version.
-    version: u64,
-    /// The block's transactions.
-    leaves: &'a [LedgerLeaf],
-    /// The ids of `leaves`, hashed on the first [`StateRead::committed_height`] call (the owner
-    /// index itself never asks, so a block's commit does not pay for it).
-    ids: OnceCell<HashSet<TxId>>,
-}
-
-impl<'a> AfterBlock<'a> {
-    /// The state after the block at `version` whose update and transactions are given.
-    pub(crate) fn new(
-        before: &'a dyn StateRead,
-        update: &'a StateTreeUpdate,
-        version: u64,
-        leaves: &'a [LedgerLeaf],
-    ) -> AfterBlock<'a> {
-        AfterBlock {
-            before,
-            update,
-            version,
-            leaves,
-            ids: OnceCell::new(),
-        }
-    }
-}
-
-impl StateRead for AfterBlock<'_> {
-    fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        let key_hash = KeyHash(*Digest::sha256(key).as_bytes());
-        match self.update.values().get(&(self.version, key_hash)) {
-            Some(written) => Ok(written.clone()),
-            None => self.before.get_raw(key),
-        }
-    }
-
-    fn committed_height(&self, id: &TxId) -> Result<Option<u64>, StorageError> {
-        let ids = self
-            .ids
-            .get_or_init(|| self.leaves.iter().map(|leaf| leaf.tx.id()).collect());
-        if ids.contains(id) {
-            return Ok(Some(self.version));
-        }
-        self.before.committed_height(id)
-    }
-}
-
-/// The owner changes a block makes, in asset order.
-pub(crate) fn owner_changes(
-    before: &dyn StateRead,
-    update: &StateTreeUpdate,
-    version: u64,
-    leaves: &[LedgerLeaf],
+/// The owner changes a block makes, in asset order. `before` holds the state before the block
+/// (its parent's version); the state after it is read through the block's own update.
+pub(crate) fn owner_changes<R: TreeReader + TxIndexRead>(
+    before: &R,
+    executed: &ExecutedBlock,
 ) -> Result<Vec<OwnerChange>, StorageError> {
-    let after = AfterBlock::new(before, update, version, leaves);
+    let height = executed.block.header.height;
+    let pending = PendingHead::new(before, executed);
+    let after = StateTree::new(&pending, Some(height));
     let after = Overlay::new(&after);
-    let before = Overlay::new(before);
+    let before = StateTree::new(before, Some(height - 1));
+    let before = Overlay::new(&before);
     let mut candidates = BTreeSet::new();
-    for leaf in leaves {
+    for leaf in &executed.leaves {
         named_assets(&leaf.tx.body.action, &after, &mut candidates)?;
     }
     let mut changes = Vec::new();
@@ -164,44 +109,4 @@ fn named_assets(
         | Action::ReportMisbehaviour { .. } => {}
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use ledger_core::testkit::{txs, TestChain};
-
-    /// A transaction of the block is committed at the block's height; any other is answered by
-    /// the state before the block.
-    #[test]
-    fn after_a_block_its_transactions_are_committed_at_its_height() {
-        let mut chain = TestChain::new(1);
-        let earlier = txs::enroll(&mut chain, "holder-a");
-        assert_eq!(chain.commit(vec![earlier.clone()]), vec![Ok(())]);
-        let before_height = chain.height();
-        let tx = txs::register_work(&mut chain, "in the block", "holder-a");
-        let never = txs::register_work(&mut chain, "never committed", "holder-a");
-        let leaf = LedgerLeaf {
-            height: before_height + 1,
-            time_ms: 0,
-            tx: tx.clone(),
-        };
-        let before = chain.state();
-        let update = StateTreeUpdate::default();
-        let after = AfterBlock::new(
-            &before,
-            &update,
-            before_height + 1,
-            std::slice::from_ref(&leaf),
-        );
-        assert_eq!(
-            after.committed_height(&tx.id()),
-            Ok(Some(before_height + 1))
-        );
-        assert_eq!(
-            after.committed_height(&earlier.id()),
-            Ok(Some(before_height))
-        );
-        assert_eq!(after.committed_height(&never.id()), Ok(None));
-    }
 }

@@ -245,12 +245,10 @@ fn verify_height(
     expected.transactions += executed.leaves.len() as u64;
     let announces = block.header.next_validator_set_hash != block.header.validator_set_hash;
     expected.validator_changes += u64::from(announces);
-    for change in owner_changes(&before, &executed.state_update, height, &executed.leaves).map_err(
-        |error| StoreError::State {
-            version: height - 1,
-            error,
-        },
-    )? {
+    for change in owner_changes(&*memory, &executed).map_err(|error| StoreError::State {
+        version: height - 1,
+        error,
+    })? {
         expected.owners.insert(change.asset, change.to);
     }
     memory.commit(&executed);

@@ -262,7 +262,8 @@ fn report_nodes(net: &Net, dir: &str) -> Result<()> {
         let network = &status["network"];
         println!(
             "{:<16} {memory}; stores {} MiB, {} bytes per committed transaction ({ledger_size} committed); \
-             gossip dropped {} out, {} batches in; proposals checked streaming {}, complete {}",
+             gossip dropped {} out, {} batches in; proposals checked streaming {}, complete {}; \
+             proposed {} built early",
             node.name,
             stored / (1024 * 1024),
             stored.checked_div(ledger_size).unwrap_or(0),
@@ -270,6 +271,7 @@ fn report_nodes(net: &Net, dir: &str) -> Result<()> {
             network["gossip_inbound_dropped"],
             network["proposals_executed_streaming"],
             network["proposals_executed_complete"],
+            network["proposals_built_early"],
         );
     }
     Ok(())
