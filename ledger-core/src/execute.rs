@@ -99,6 +99,9 @@ pub struct ExecutedBlock {
     pub ledger_nodes: Vec<CompletedNode>,
     /// The ledger leaves appended, in order; the first has index `header.ledger_size - len`.
     pub leaves: Vec<LedgerLeaf>,
+    /// The ids of `block.txs`, in order, as their signature checks computed them, so that the
+    /// commit, the transaction index and the mempool need not hash the bodies again.
+    pub tx_ids: Vec<TxId>,
 }
 
 impl MemoryStateStore {
@@ -109,7 +112,7 @@ impl MemoryStateStore {
         self.write(&executed.state_update);
         self.index_txs(
             executed.block.header.height,
-            executed.block.txs.iter().map(|tx| tx.id()),
+            executed.tx_ids.iter().copied(),
         );
     }
 }
@@ -127,8 +130,8 @@ pub struct PendingHead<'a, R> {
     before: &'a R,
     /// The block, not yet stored.
     executed: &'a ExecutedBlock,
-    /// The ids of the block's transactions, hashed on the first [`TxIndexRead::tx_height`] call
-    /// (a reader that never asks does not pay for them).
+    /// The ids of the block's transactions, gathered on the first [`TxIndexRead::tx_height`]
+    /// call (a reader that never asks does not pay for the set).
     ids: OnceCell<HashSet<TxId>>,
 }
 
@@ -184,7 +187,7 @@ impl<R: TxIndexRead> TxIndexRead for PendingHead<'_, R> {
     fn tx_height(&self, id: &TxId) -> Result<Option<u64>, StorageError> {
         let ids = self
             .ids
-            .get_or_init(|| self.executed.block.txs.iter().map(SignedTx::id).collect());
+            .get_or_init(|| self.executed.tx_ids.iter().copied().collect());
         if ids.contains(id) {
             return Ok(Some(self.executed.block.header.height));
         }
@@ -201,6 +204,7 @@ pub struct BlockBuilder<'a> {
     ledger_nodes: Vec<CompletedNode>,
     tx_frontier: LedgerFrontier,
     leaves: Vec<LedgerLeaf>,
+    tx_ids: Vec<TxId>,
     bytes: u64,
 }
 
@@ -233,6 +237,7 @@ impl<'a> BlockBuilder<'a> {
             ledger_nodes: Vec::new(),
             tx_frontier: LedgerFrontier::empty(),
             leaves: Vec::new(),
+            tx_ids: Vec::new(),
             bytes: 0,
         })
     }
@@ -257,6 +262,7 @@ impl<'a> BlockBuilder<'a> {
             .extend(self.frontier.append(leaf.leaf_hash()));
         self.tx_frontier.append(leaf_hash(&encoded));
         self.leaves.push(leaf);
+        self.tx_ids.push(vtx.id());
         self.bytes += encoded.len() as u64;
         Ok(true)
     }
@@ -317,11 +323,20 @@ impl<'a> BlockBuilder<'a> {
             last_commit: parent.certificate,
             txs,
         };
+        debug_assert!(
+            block
+                .txs
+                .iter()
+                .map(SignedTx::id)
+                .eq(self.tx_ids.iter().copied()),
+            "the ids kept are the block's transactions' ids"
+        );
         Ok(ExecutedBlock {
             block,
             state_update,
             ledger_nodes: self.ledger_nodes,
             leaves: self.leaves,
+            tx_ids: self.tx_ids,
         })
     }
 }

@@ -340,11 +340,10 @@ impl Store {
                     .db("writing table ledger_nodes")?;
             }
             let mut tx_index = txn.open_table(TX_INDEX).db("opening table tx_index")?;
-            for (index, leaf) in executed.leaves.iter().enumerate() {
-                let id = leaf.tx.id();
+            for (index, id) in executed.tx_ids.iter().enumerate() {
                 let location = (height, index as u32, first_leaf + index as u64);
                 let previous = tx_index
-                    .insert(encoding::encode(&id).as_slice(), location)
+                    .insert(encoding::encode(id).as_slice(), location)
                     .db("writing table tx_index")?;
                 if let Some(previous) = previous {
                     let (at, _, _) = previous.value();

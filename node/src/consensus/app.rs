@@ -954,7 +954,7 @@ impl ConsensusApp {
         self.store
             .commit_block(&decided, &ledger_certificate)
             .with_context(|| format!("durable commit of block {height} failed"))?;
-        let tx_ids: Vec<Digest> = decided.block.txs.iter().map(|tx| tx.id()).collect();
+        let tx_ids = decided.tx_ids.clone();
         {
             let mut mempool = self.mempool.lock().expect("mempool lock");
             mempool.remove(&tx_ids.iter().copied().collect());

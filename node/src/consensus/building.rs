@@ -162,7 +162,7 @@ fn build_early(decided: &ExecutedBlock, inputs: EarlyInputs) -> Result<Option<Bu
     if first.address != inputs.proposer {
         return Ok(None);
     }
-    let parent_txs = decided.block.txs.iter().map(|tx| tx.id()).collect();
+    let parent_txs = decided.tx_ids.iter().copied().collect();
     let proposing = Proposing {
         height,
         parent: Parent {
