@@ -223,7 +223,7 @@ where
 }
 
 /// An engine message (consensus network, WAL, sync): the first byte picks the message type
-/// (modulo [`ENGINE_MESSAGE_KINDS`], in the order of [`consensus_message_seeds`]), the rest is
+/// (modulo `ENGINE_MESSAGE_KINDS`, in the order of [`consensus_message_seeds`]), the rest is
 /// the message as the node's codec reads it.
 pub fn consensus_message(data: &[u8]) {
     let _ = engine_message_decodes(data);

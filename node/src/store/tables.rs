@@ -14,7 +14,7 @@ use ledger_core::encoding;
 use redb::{TableDefinition, TableHandle};
 use serde::{Deserialize, Serialize};
 
-/// The layout version this build writes and reads; stored under [`META_FORMAT`]. Version 2:
+/// The layout version this build writes and reads; stored under `META_FORMAT`. Version 2:
 /// replaced state-tree nodes are pruned ([`STATE_VERSIONS_KEPT`]); a version-1 file holds them
 /// all, and its first commit would prune its whole history at once, so it is refused. Version 3:
 /// committed transaction ids are no longer state keys (replays are refused through the

@@ -186,7 +186,7 @@ impl Cluster {
         Ok(())
     }
 
-    /// SIGTERM to node `i`, then SIGKILL after [`STOP_DEADLINE`]; waits until it is gone.
+    /// SIGTERM to node `i`, then SIGKILL after `STOP_DEADLINE`; waits until it is gone.
     pub fn stop(&mut self, i: usize) -> Result<()> {
         let node = &mut self.nodes[i];
         let Some(mut child) = node.child.take() else {

@@ -1,5 +1,5 @@
 //! The fault harness: a four-validator network of real node processes under a steady load of
-//! signed transactions, with faults from a seeded [`schedule`] injected one at a time, and the
+//! signed transactions, with faults from a seeded [`mod@schedule`] injected one at a time, and the
 //! checks that nothing acknowledged was lost or forked.
 //!
 //! After every run, [`run`] checks that:
