@@ -130,12 +130,12 @@ pub struct PendingHead<'a, R> {
     before: &'a R,
     /// The block, not yet stored.
     executed: &'a ExecutedBlock,
-    /// The ids of the block's transactions, gathered on the first [`TxIndexRead::tx_height`]
-    /// call (a reader that never asks does not pay for the set).
+    /// The ids of the block's transactions, gathered on first use (a reader that never asks
+    /// does not pay for the set).
     ids: OnceCell<HashSet<TxId>>,
 }
 
-impl<'a, R: TreeReader + TxIndexRead> PendingHead<'a, R> {
+impl<'a, R> PendingHead<'a, R> {
     /// The state after `executed`, whose parent's state `before` holds.
     pub fn new(before: &'a R, executed: &'a ExecutedBlock) -> PendingHead<'a, R> {
         PendingHead {
@@ -145,9 +145,11 @@ impl<'a, R: TreeReader + TxIndexRead> PendingHead<'a, R> {
         }
     }
 
-    /// The block's height: the state version this reader adds.
-    pub fn version(&self) -> u64 {
-        self.executed.block.header.height
+    /// The ids of the block's transactions: committed as far as this state knows. A proposer
+    /// building over it passes them over in its mempool, where they wait until the commit ends.
+    pub fn tx_ids(&self) -> &HashSet<TxId> {
+        self.ids
+            .get_or_init(|| self.executed.tx_ids.iter().copied().collect())
     }
 }
 
@@ -185,10 +187,7 @@ impl<R: TreeReader> TreeReader for PendingHead<'_, R> {
 
 impl<R: TxIndexRead> TxIndexRead for PendingHead<'_, R> {
     fn tx_height(&self, id: &TxId) -> Result<Option<u64>, StorageError> {
-        let ids = self
-            .ids
-            .get_or_init(|| self.executed.tx_ids.iter().copied().collect());
-        if ids.contains(id) {
+        if self.tx_ids().contains(id) {
             return Ok(Some(self.executed.block.header.height));
         }
         self.before.tx_height(id)

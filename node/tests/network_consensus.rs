@@ -6,13 +6,14 @@
 
 use ipledger_genesis::StoreConfig;
 use ipledger_node::admission;
-use ipledger_node::consensus::app::Committed;
+use ipledger_node::consensus::app::{Committed, ProposalChecks};
 use ipledger_node::runner::{start, NodeHandle, NodeSetup};
 use ledger_core::genesis::Genesis;
 use ledger_core::genesis::Validator;
 use ledger_core::testkit::{test_genesis, test_key, TEST_ORGANISATIONS};
 use ledger_core::tx::{Action, GovernanceAction, SignedTx};
 use ledger_core::types::Role;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -161,6 +162,15 @@ impl Network {
         self.nodes[index].as_ref().expect("node running")
     }
 
+    /// One of the proposal counters, summed over the running nodes.
+    fn proposal_checks_total(&self, counter: impl Fn(&ProposalChecks) -> &AtomicU64) -> u64 {
+        self.nodes
+            .iter()
+            .flatten()
+            .map(|node| counter(&node.network.proposal_checks).load(Ordering::Relaxed))
+            .sum()
+    }
+
     fn height(&self, index: usize) -> u64 {
         self.node(index)
             .store
@@ -240,9 +250,9 @@ async fn four_validators_commit_identical_blocks() {
         );
         let checks = &view.proposal_checks;
         assert!(
-            checks.streamed.load(std::sync::atomic::Ordering::Relaxed) > 0,
+            checks.streamed.load(Ordering::Relaxed) > 0,
             "node {index} executed no proposal while it streamed ({} in full)",
-            checks.complete.load(std::sync::atomic::Ordering::Relaxed)
+            checks.complete.load(Ordering::Relaxed)
         );
     }
     network.stop().await;
@@ -324,14 +334,7 @@ async fn a_backlog_is_built_into_blocks_during_commits_and_each_transaction_comm
         }
     }
     assert!(txs.iter().all(|tx| committed.contains(&tx.id())));
-    let built_early: u64 = (0..4)
-        .map(|index| {
-            let checks = &network.node(index).network.proposal_checks;
-            checks
-                .built_early
-                .load(std::sync::atomic::Ordering::Relaxed)
-        })
-        .sum();
+    let built_early = network.proposal_checks_total(|checks| &checks.built_early);
     assert!(built_early > 0, "no proposal was built during a commit");
     network.stop().await;
 }
@@ -450,14 +453,7 @@ async fn transaction_submitted_to_a_validator_that_never_proposes_commits_everyw
     network.assert_same_blocks(&[0, 1, 2, 3], height);
     // The validators that checked the proposal had the transaction from gossip, its signature
     // checked on entry: they did not check it again.
-    let reused: u64 = (0..4)
-        .map(|index| {
-            let checks = &network.node(index).network.proposal_checks;
-            checks
-                .reused_signatures
-                .load(std::sync::atomic::Ordering::Relaxed)
-        })
-        .sum();
+    let reused = network.proposal_checks_total(|checks| &checks.reused_signatures);
     assert!(reused > 0, "no validator reused a mempool signature check");
     network.stop().await;
 }

@@ -162,7 +162,6 @@ fn build_early(decided: &ExecutedBlock, inputs: EarlyInputs) -> Result<Option<Bu
     if first.address != inputs.proposer {
         return Ok(None);
     }
-    let parent_txs = decided.tx_ids.iter().copied().collect();
     let proposing = Proposing {
         height,
         parent: Parent {
@@ -174,5 +173,5 @@ fn build_early(decided: &ExecutedBlock, inputs: EarlyInputs) -> Result<Option<Bu
         clock_ms: &*inputs.clock_ms,
         deadline: inputs.deadline,
     };
-    build(&state, &inputs.mempool, &parent_txs, proposing).map(Some)
+    build(&state, &inputs.mempool, pending.tx_ids(), proposing).map(Some)
 }

@@ -38,8 +38,7 @@
 //! store grows by), each node's peak memory and stored bytes per committed transaction, and,
 //! measured in the same run on this machine, raw Ed25519 single and batch verifications per
 //! second with the ratio of committed tx/s to the batch limit for the validators sharing the
-//! machine. Every submission must commit: a refusal
-//! fails the run.
+//! machine. Every submission must commit: a refusal fails the run.
 
 use anyhow::{bail, ensure, Context, Result};
 use ipledger_tests::{
