@@ -24,6 +24,7 @@ use libp2p::futures::StreamExt as _;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{allow_block_list, gossipsub, Multiaddr, PeerId, Swarm};
+use prometheus_client::registry::Registry;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -43,6 +44,10 @@ pub const GOSSIP_FLUSH_INTERVAL: Duration = Duration::from_millis(20);
 pub const GOSSIP_OUTBOUND_CAPACITY: usize = 20_000;
 /// Received batches waiting for admission; past this, received batches are dropped.
 pub const GOSSIP_INBOUND_BATCHES_MAX: usize = 256;
+/// The prefix of gossipsub's metrics on `/metrics`, e.g.
+/// `ipledger_gossipsub_topic_msg_recv_counts_unfiltered_total` (every message received,
+/// duplicates included) beside `ipledger_gossipsub_topic_msg_recv_counts_total` (new ones).
+pub const GOSSIP_METRICS_PREFIX: &str = "ipledger_gossipsub";
 /// How often missing peers are dialled again.
 pub const GOSSIP_REDIAL_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -103,6 +108,7 @@ pub struct TxGossip {
     status: watch::Receiver<GossipStatus>,
     task: JoinHandle<()>,
     listen: Multiaddr,
+    metrics: Arc<Registry>,
 }
 
 /// How long stopping waits for the gossip listener to close: a node restarted in the same
@@ -163,6 +169,7 @@ impl TxGossip {
     ) -> Result<TxGossip> {
         let keypair = libp2p::identity::Keypair::ed25519_from_bytes(node_key.seed())
             .context("gossip identity from the node key")?;
+        let mut metrics = Registry::with_prefix(GOSSIP_METRICS_PREFIX);
         let config = gossipsub::ConfigBuilder::default()
             .max_transmit_size(GOSSIP_BATCH_BYTES_MAX + 64 * 1024)
             .message_id_fn(|message| {
@@ -170,6 +177,17 @@ impl TxGossip {
             })
             .validation_mode(gossipsub::ValidationMode::Strict)
             .heartbeat_interval(Duration::from_secs(1))
+            // No mesh: every validator dials every other, and a publisher floods all its
+            // peers (gossipsub's `flood_publish`, on by default). Forwarding over a mesh only
+            // sends each batch again to peers that already have it, and each copy is
+            // decrypted, signature-checked and hashed before it is dropped as a duplicate
+            // (docs/PERFORMANCE.md, "Gossip without forwarding"). A peer that missed a batch
+            // still fetches it: each heartbeat advertises recent message ids to every peer
+            // outside the (empty) mesh, which asks for the ones it lacks.
+            .mesh_outbound_min(0)
+            .mesh_n_low(0)
+            .mesh_n(0)
+            .mesh_n_high(0)
             .build()
             .context("gossipsub configuration")?;
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
@@ -186,7 +204,8 @@ impl TxGossip {
                 let gossipsub = gossipsub::Behaviour::new(
                     gossipsub::MessageAuthenticity::Signed(key.clone()),
                     config,
-                )?;
+                )?
+                .with_metrics(&mut metrics, gossipsub::MetricsConfig::default());
                 Ok(Behaviour {
                     allowed: allow_block_list::Behaviour::default(),
                     gossipsub,
@@ -233,7 +252,14 @@ impl TxGossip {
             status,
             task,
             listen,
+            metrics: Arc::new(metrics),
         })
+    }
+
+    /// gossipsub's own counters (peers, messages and bytes per topic, duplicates received),
+    /// which `/metrics` serves after the node's.
+    pub fn metrics(&self) -> Arc<Registry> {
+        Arc::clone(&self.metrics)
     }
 
     /// Where admitted transactions go to be gossiped.

@@ -121,6 +121,8 @@ pub struct NetworkView {
     pub gossip: GossipSender,
     /// How other validators' proposals were checked (streamed or complete).
     pub proposal_checks: Arc<ProposalChecks>,
+    /// gossipsub's counters, served by `/metrics`.
+    pub gossip_metrics: Arc<prometheus_client::registry::Registry>,
 }
 
 /// How long a status request waits for the engine's network actor.
@@ -554,6 +556,7 @@ pub async fn start_with(
         sync: reports.sync.subscribe(),
         gossip: gossip.sender(),
         proposal_checks: reports.checks.clone(),
+        gossip_metrics: gossip.metrics(),
     };
     helpers.extend([
         tokio::spawn(admit_gossiped(

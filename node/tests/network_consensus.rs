@@ -64,6 +64,8 @@ struct Network {
     /// Peers every validator's config names besides the other validators (nodes the ledger
     /// may admit later).
     extra_peers: Vec<(String, ledger_core::crypto::PublicKey)>,
+    /// Pairs of validators that do not name each other as peers: no link between them.
+    unlinked: Vec<(usize, usize)>,
 }
 
 impl Network {
@@ -90,6 +92,7 @@ impl Network {
             ports,
             nodes: (0..4).map(|_| None).collect(),
             extra_peers: Vec::new(),
+            unlinked: Vec::new(),
         };
         for index in running {
             network.start_node(*index).await;
@@ -120,7 +123,11 @@ impl Network {
                 .validator_peers()
                 .into_iter()
                 .enumerate()
-                .filter(|(i, _)| *i != index)
+                .filter(|(i, _)| {
+                    *i != index
+                        && !self.unlinked.contains(&(index, *i))
+                        && !self.unlinked.contains(&(*i, index))
+                })
                 .map(|(_, peer)| peer)
                 .chain(self.extra_peers.iter().cloned())
                 .collect(),
@@ -337,6 +344,206 @@ async fn a_backlog_is_built_into_blocks_during_commits_and_each_transaction_comm
     let built_early = network.proposal_checks_total(|checks| &checks.built_early);
     assert!(built_early > 0, "no proposal was built during a commit");
     network.stop().await;
+}
+
+/// Validators gossip without a mesh: every one dials every other and a publisher floods them
+/// all, so nobody forwards and each validator receives each gossip batch once. gossipsub counts
+/// the messages each node received with and without duplicates, and `/metrics` serves both; with
+/// forwarding each batch of one small transaction would arrive three times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_gossip_batch_reaches_each_validator_once_and_metrics_count_it() {
+    const TXS: usize = 40;
+    let _one = ONE_NETWORK_AT_A_TIME.lock().await;
+    let network = Network::start().await;
+    network.wait_for_height(&[0, 1, 2, 3], 1).await;
+    for index in 0..4 {
+        let started = Instant::now();
+        while network
+            .node(index)
+            .network
+            .gossip_status
+            .borrow()
+            .connected
+            .len()
+            < 3
+        {
+            assert!(
+                started.elapsed() < DEADLINE,
+                "node {index} lacks gossip peers"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let valid_until = network.height(0) + 90;
+    let txs: Vec<SignedTx> = (0..TXS)
+        .map(|i| {
+            court_attestation(
+                &network.genesis,
+                format!("gossip {i}").as_bytes(),
+                valid_until,
+            )
+        })
+        .collect();
+    for (i, tx) in txs.iter().enumerate() {
+        submit(network.node(i % 4), &network.genesis, tx.clone(), now_ms());
+        // Past the gossip flush interval, so each transaction is a batch of its own.
+        tokio::time::sleep(ipledger_node::gossip::GOSSIP_FLUSH_INTERVAL * 2).await;
+    }
+    // Every validator holds every transaction once gossip has run its course: the ones
+    // submitted elsewhere came by gossip (or were committed already).
+    for index in 0..4 {
+        let started = Instant::now();
+        loop {
+            let node = network.node(index);
+            let held = txs
+                .iter()
+                .filter(|tx| {
+                    node.mempool.lock().unwrap().contains(&tx.id())
+                        || node.store.tx_location(&tx.id()).unwrap().is_some()
+                })
+                .count();
+            if held == TXS {
+                break;
+            }
+            assert!(
+                started.elapsed() < DEADLINE,
+                "node {index} holds {held} of {TXS}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let mut received_new = 0;
+    for index in 0..4 {
+        let node = network.node(index);
+        let api = ipledger_node::api::ApiState::new(
+            node.store.clone(),
+            network.genesis.clone(),
+            node.mempool.clone(),
+            node.committed.clone(),
+            Arc::new(now_ms),
+        )
+        .with_network(node.network.clone());
+        let metrics = scrape_metrics(api).await;
+        let new = metric_total(&metrics, "ipledger_gossipsub_topic_msg_recv_counts_total");
+        let all = metric_total(
+            &metrics,
+            "ipledger_gossipsub_topic_msg_recv_counts_unfiltered_total",
+        );
+        // A batch may arrive twice only if a heartbeat's advertisement of it overtook the
+        // publisher's own copy: rare, so allow a few.
+        assert!(
+            all <= new + new / 10,
+            "node {index} received {all} gossip messages, of which {new} new"
+        );
+        received_new += new;
+    }
+    // Each of the 40 batches reached the three validators it was not submitted to.
+    assert!(
+        received_new >= 3 * TXS as u64,
+        "the validators received {received_new} new gossip messages, not {}",
+        3 * TXS
+    );
+    network.stop().await;
+}
+
+/// Without a mesh nobody forwards, yet a batch still crosses a missing link: each heartbeat
+/// a node advertises the ids of the messages it has seen to its peers, and a peer that lacks
+/// one asks for it. Here the trading center and the court are not linked, and every transaction
+/// is submitted to the trading center alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gossip_crosses_a_missing_link_through_a_third_validator() {
+    const TXS: usize = 10;
+    let _one = ONE_NETWORK_AT_A_TIME.lock().await;
+    let mut network = Network::start_with(network_genesis(), &[]).await;
+    network.unlinked = vec![(0, 3)];
+    for index in 0..4 {
+        network.start_node(index).await;
+    }
+    network.wait_for_height(&[0, 1, 2, 3], 1).await;
+    for (index, peers) in [(0, 2), (1, 3), (2, 3), (3, 2)] {
+        let started = Instant::now();
+        while network
+            .node(index)
+            .network
+            .gossip_status
+            .borrow()
+            .connected
+            .len()
+            < peers
+        {
+            assert!(
+                started.elapsed() < DEADLINE,
+                "node {index} lacks gossip peers"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let valid_until = network.height(0) + 90;
+    for i in 0..TXS {
+        let tx = court_attestation(
+            &network.genesis,
+            format!("relayed {i}").as_bytes(),
+            valid_until,
+        );
+        submit(network.node(0), &network.genesis, tx, now_ms());
+        tokio::time::sleep(ipledger_node::gossip::GOSSIP_FLUSH_INTERVAL * 2).await;
+    }
+    let court = network.node(3);
+    let api = ipledger_node::api::ApiState::new(
+        court.store.clone(),
+        network.genesis.clone(),
+        court.mempool.clone(),
+        court.committed.clone(),
+        Arc::new(now_ms),
+    )
+    .with_network(court.network.clone());
+    let started = Instant::now();
+    loop {
+        let metrics = scrape_metrics(api.clone()).await;
+        let received = metric_total(&metrics, "ipledger_gossipsub_topic_msg_recv_counts_total");
+        if received >= TXS as u64 {
+            break;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "the court received {received} of the trading center's {TXS} batches"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    network.stop().await;
+}
+
+/// The text `GET /metrics` answers through `api`.
+async fn scrape_metrics(api: ipledger_node::api::ApiState) -> String {
+    use tower::ServiceExt as _;
+    let request = axum::http::Request::get("/metrics")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = ipledger_node::api::router(api)
+        .oneshot(request)
+        .await
+        .expect("the router answers");
+    assert_eq!(response.status(), axum::http::StatusCode::OK);
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .expect("the body reads");
+    String::from_utf8(body.to_vec()).expect("metrics are text")
+}
+
+/// The sum of a metric's samples over all its labels in an OpenMetrics text.
+fn metric_total(metrics: &str, name: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|line| {
+            line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} "))
+        })
+        .map(|line| {
+            let value = line.rsplit(' ').next().expect("a sample has a value");
+            value
+                .parse::<u64>()
+                .unwrap_or_else(|_| panic!("sample {line:?}"))
+        })
+        .sum()
 }
 
 /// An evidence attestation by the court, valid on `genesis` until `valid_until`.

@@ -11,6 +11,7 @@
 //! | `ipledger_admission_rejections_total{code}` | counter | submissions refused, by code |
 //! | `ipledger_http_connections` | gauge | HTTP connections open |
 //! | `ipledger_http_connections_refused_total` | counter | connections refused over the limit |
+//! | `ipledger_gossipsub_*` | | libp2p gossipsub's own metrics for the transaction gossip (peers, messages and bytes per topic; `…_topic_msg_recv_counts_unfiltered_total` counts duplicates too) |
 //!
 //! The chain metrics are read from the store at each scrape, so they are right after a restart;
 //! the admission and connection counters count since the node started.
@@ -102,9 +103,16 @@ impl Metrics {
         self.rejections.get_or_create(&[("code", code)]).inc();
     }
 
-    fn encode(&self) -> Result<String, fmt::Error> {
+    /// The node's metrics, then the gossip swarm's (`gossip`, absent for an API over a bare
+    /// store), in one exposition.
+    fn encode(&self, gossip: Option<&Registry>) -> Result<String, fmt::Error> {
+        use prometheus_client::encoding::text::{encode_eof, encode_registry};
         let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
+        encode_registry(&mut text, &self.registry)?;
+        if let Some(gossip) = gossip {
+            encode_registry(&mut text, gossip)?;
+        }
+        encode_eof(&mut text)?;
         Ok(text)
     }
 }
@@ -185,10 +193,11 @@ impl Collector for ChainCollector {
 /// `GET /metrics`.
 pub(super) async fn metrics(State(state): State<ApiState>) -> Result<Response, ApiError> {
     let text = blocking(move || {
+        let gossip = state.inner.network.as_ref().map(|n| &*n.gossip_metrics);
         state
             .inner
             .metrics
-            .encode()
+            .encode(gossip)
             .map_err(|_| ApiError::storage("encoding the metrics failed"))
     })
     .await?;
