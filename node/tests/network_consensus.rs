@@ -137,6 +137,19 @@ impl Network {
         self.nodes[index] = Some(start(setup).await.expect("node starts"));
     }
 
+    /// The HTTP API over running node `index`, as the node binary serves it.
+    fn api(&self, index: usize) -> ipledger_node::api::ApiState {
+        let node = self.node(index);
+        ipledger_node::api::ApiState::new(
+            node.store.clone(),
+            self.genesis.clone(),
+            node.mempool.clone(),
+            node.committed.clone(),
+            Arc::new(now_ms),
+        )
+        .with_network(node.network.clone())
+    }
+
     /// The four validators' consensus addresses and node keys, in index order.
     fn validator_peers(&self) -> Vec<(String, ledger_core::crypto::PublicKey)> {
         (0..4)
@@ -414,16 +427,7 @@ async fn each_gossip_batch_reaches_each_validator_once_and_metrics_count_it() {
     }
     let mut received_new = 0;
     for index in 0..4 {
-        let node = network.node(index);
-        let api = ipledger_node::api::ApiState::new(
-            node.store.clone(),
-            network.genesis.clone(),
-            node.mempool.clone(),
-            node.committed.clone(),
-            Arc::new(now_ms),
-        )
-        .with_network(node.network.clone());
-        let metrics = scrape_metrics(api).await;
+        let metrics = scrape_metrics(network.api(index)).await;
         let new = metric_total(&metrics, "ipledger_gossipsub_topic_msg_recv_counts_total");
         let all = metric_total(
             &metrics,
@@ -488,15 +492,7 @@ async fn gossip_crosses_a_missing_link_through_a_third_validator() {
         submit(network.node(0), &network.genesis, tx, now_ms());
         tokio::time::sleep(ipledger_node::gossip::GOSSIP_FLUSH_INTERVAL * 2).await;
     }
-    let court = network.node(3);
-    let api = ipledger_node::api::ApiState::new(
-        court.store.clone(),
-        network.genesis.clone(),
-        court.mempool.clone(),
-        court.committed.clone(),
-        Arc::new(now_ms),
-    )
-    .with_network(court.network.clone());
+    let api = network.api(3);
     let started = Instant::now();
     loop {
         let metrics = scrape_metrics(api.clone()).await;
