@@ -210,6 +210,30 @@ impl Network {
         }
     }
 
+    /// Waits until each `(node, peers)` has that many gossip peers connected.
+    async fn wait_for_gossip_peers(&self, wanted: &[(usize, usize)]) {
+        for &(index, peers) in wanted {
+            let started = Instant::now();
+            loop {
+                let connected = self
+                    .node(index)
+                    .network
+                    .gossip_status
+                    .borrow()
+                    .connected
+                    .len();
+                if connected >= peers {
+                    break;
+                }
+                assert!(
+                    started.elapsed() < DEADLINE,
+                    "node {index} has {connected} gossip peers, not {peers}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
     fn assert_same_blocks(&self, indices: &[usize], up_to: u64) {
         for height in 1..=up_to {
             let blocks: Vec<_> = indices
@@ -369,24 +393,9 @@ async fn each_gossip_batch_reaches_each_validator_once_and_metrics_count_it() {
     let _one = ONE_NETWORK_AT_A_TIME.lock().await;
     let network = Network::start().await;
     network.wait_for_height(&[0, 1, 2, 3], 1).await;
-    for index in 0..4 {
-        let started = Instant::now();
-        while network
-            .node(index)
-            .network
-            .gossip_status
-            .borrow()
-            .connected
-            .len()
-            < 3
-        {
-            assert!(
-                started.elapsed() < DEADLINE,
-                "node {index} lacks gossip peers"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
+    network
+        .wait_for_gossip_peers(&[(0, 3), (1, 3), (2, 3), (3, 3)])
+        .await;
     let valid_until = network.height(0) + 90;
     let txs: Vec<SignedTx> = (0..TXS)
         .map(|i| {
@@ -397,11 +406,7 @@ async fn each_gossip_batch_reaches_each_validator_once_and_metrics_count_it() {
             )
         })
         .collect();
-    for (i, tx) in txs.iter().enumerate() {
-        submit(network.node(i % 4), &network.genesis, tx.clone(), now_ms());
-        // Past the gossip flush interval, so each transaction is a batch of its own.
-        tokio::time::sleep(ipledger_node::gossip::GOSSIP_FLUSH_INTERVAL * 2).await;
-    }
+    submit_in_own_batches(&network, &txs, |i| i % 4).await;
     // Every validator holds every transaction once gossip has run its course: the ones
     // submitted elsewhere came by gossip (or were committed already).
     for index in 0..4 {
@@ -428,10 +433,10 @@ async fn each_gossip_batch_reaches_each_validator_once_and_metrics_count_it() {
     let mut received_new = 0;
     for index in 0..4 {
         let metrics = scrape_metrics(network.api(index)).await;
-        let new = metric_total(&metrics, "ipledger_gossipsub_topic_msg_recv_counts_total");
+        let new = metric_total(&metrics, &gossip_metric("topic_msg_recv_counts_total"));
         let all = metric_total(
             &metrics,
-            "ipledger_gossipsub_topic_msg_recv_counts_unfiltered_total",
+            &gossip_metric("topic_msg_recv_counts_unfiltered_total"),
         );
         // A batch may arrive twice only if a heartbeat's advertisement of it overtook the
         // publisher's own copy: rare, so allow a few.
@@ -464,39 +469,25 @@ async fn gossip_crosses_a_missing_link_through_a_third_validator() {
         network.start_node(index).await;
     }
     network.wait_for_height(&[0, 1, 2, 3], 1).await;
-    for (index, peers) in [(0, 2), (1, 3), (2, 3), (3, 2)] {
-        let started = Instant::now();
-        while network
-            .node(index)
-            .network
-            .gossip_status
-            .borrow()
-            .connected
-            .len()
-            < peers
-        {
-            assert!(
-                started.elapsed() < DEADLINE,
-                "node {index} lacks gossip peers"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
+    network
+        .wait_for_gossip_peers(&[(0, 2), (1, 3), (2, 3), (3, 2)])
+        .await;
     let valid_until = network.height(0) + 90;
-    for i in 0..TXS {
-        let tx = court_attestation(
-            &network.genesis,
-            format!("relayed {i}").as_bytes(),
-            valid_until,
-        );
-        submit(network.node(0), &network.genesis, tx, now_ms());
-        tokio::time::sleep(ipledger_node::gossip::GOSSIP_FLUSH_INTERVAL * 2).await;
-    }
+    let txs: Vec<SignedTx> = (0..TXS)
+        .map(|i| {
+            court_attestation(
+                &network.genesis,
+                format!("relayed {i}").as_bytes(),
+                valid_until,
+            )
+        })
+        .collect();
+    submit_in_own_batches(&network, &txs, |_| 0).await;
     let api = network.api(3);
     let started = Instant::now();
     loop {
         let metrics = scrape_metrics(api.clone()).await;
-        let received = metric_total(&metrics, "ipledger_gossipsub_topic_msg_recv_counts_total");
+        let received = metric_total(&metrics, &gossip_metric("topic_msg_recv_counts_total"));
         if received >= TXS as u64 {
             break;
         }
@@ -507,6 +498,15 @@ async fn gossip_crosses_a_missing_link_through_a_third_validator() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     network.stop().await;
+}
+
+/// Submits each of `txs` to node `to(i)`, each past the gossip flush interval after the last,
+/// so that each is a gossip batch of its own.
+async fn submit_in_own_batches(network: &Network, txs: &[SignedTx], to: impl Fn(usize) -> usize) {
+    for (i, tx) in txs.iter().enumerate() {
+        submit(network.node(to(i)), &network.genesis, tx.clone(), now_ms());
+        tokio::time::sleep(ipledger_node::gossip::GOSSIP_FLUSH_INTERVAL * 2).await;
+    }
 }
 
 /// The text `GET /metrics` answers through `api`.
@@ -524,6 +524,11 @@ async fn scrape_metrics(api: ipledger_node::api::ApiState) -> String {
         .await
         .expect("the body reads");
     String::from_utf8(body.to_vec()).expect("metrics are text")
+}
+
+/// The full name on `/metrics` of gossipsub's metric `name`.
+fn gossip_metric(name: &str) -> String {
+    format!("{}_{name}", ipledger_node::gossip::GOSSIP_METRICS_PREFIX)
 }
 
 /// The sum of a metric's samples over all its labels in an OpenMetrics text.
