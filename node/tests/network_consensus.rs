@@ -316,15 +316,7 @@ async fn a_backlog_is_built_into_blocks_during_commits_and_each_transaction_comm
     let network = Network::start_with(genesis, &[0, 1, 2, 3]).await;
     network.wait_for_height(&[0, 1, 2, 3], 1).await;
     let valid_until = network.height(0) + 90;
-    let txs: Vec<SignedTx> = (0..BACKLOG)
-        .map(|i| {
-            court_attestation(
-                &network.genesis,
-                format!("backlog {i}").as_bytes(),
-                valid_until,
-            )
-        })
-        .collect();
+    let txs = court_attestations(&network.genesis, "backlog", BACKLOG, valid_until);
     let mut submitted_ms = std::collections::HashMap::new();
     for (i, tx) in txs.iter().enumerate() {
         let now = now_ms();
@@ -397,15 +389,7 @@ async fn each_gossip_batch_reaches_each_validator_once_and_metrics_count_it() {
         .wait_for_gossip_peers(&[(0, 3), (1, 3), (2, 3), (3, 3)])
         .await;
     let valid_until = network.height(0) + 90;
-    let txs: Vec<SignedTx> = (0..TXS)
-        .map(|i| {
-            court_attestation(
-                &network.genesis,
-                format!("gossip {i}").as_bytes(),
-                valid_until,
-            )
-        })
-        .collect();
+    let txs = court_attestations(&network.genesis, "gossip", TXS, valid_until);
     submit_in_own_batches(&network, &txs, |i| i % 4).await;
     // Every validator holds every transaction once gossip has run its course: the ones
     // submitted elsewhere came by gossip (or were committed already).
@@ -473,15 +457,7 @@ async fn gossip_crosses_a_missing_link_through_a_third_validator() {
         .wait_for_gossip_peers(&[(0, 2), (1, 3), (2, 3), (3, 2)])
         .await;
     let valid_until = network.height(0) + 90;
-    let txs: Vec<SignedTx> = (0..TXS)
-        .map(|i| {
-            court_attestation(
-                &network.genesis,
-                format!("relayed {i}").as_bytes(),
-                valid_until,
-            )
-        })
-        .collect();
+    let txs = court_attestations(&network.genesis, "relayed", TXS, valid_until);
     submit_in_own_batches(&network, &txs, |_| 0).await;
     let api = network.api(3);
     let started = Instant::now();
@@ -545,6 +521,18 @@ fn metric_total(metrics: &str, name: &str) -> u64 {
                 .unwrap_or_else(|_| panic!("sample {line:?}"))
         })
         .sum()
+}
+
+/// `count` distinct court attestations (`"<label> <i>"`), valid until `valid_until`.
+fn court_attestations(
+    genesis: &Genesis,
+    label: &str,
+    count: usize,
+    valid_until: u64,
+) -> Vec<SignedTx> {
+    (0..count)
+        .map(|i| court_attestation(genesis, format!("{label} {i}").as_bytes(), valid_until))
+        .collect()
 }
 
 /// An evidence attestation by the court, valid on `genesis` until `valid_until`.
