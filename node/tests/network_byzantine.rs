@@ -19,6 +19,7 @@ use ipledger_genesis::{
     create_local, read_genesis, write_genesis, ByzantineConfig, LocalNetwork, LocalOptions,
     NodeConfig, Trigger,
 };
+use ipledger_node::consensus::building::ProposalBudget;
 use ipledger_node::consensus::byzantine::{Liar, Lie, LieKind};
 use ipledger_node::consensus::misbehaviour::Misbehaviour;
 use ipledger_node::service::{start_from_config, RunningNode};
@@ -481,6 +482,21 @@ async fn bad_proposals_of_a_validator_are_refused_and_never_committed() {
     assert!(
         refused.iter().sum::<u64>() >= kinds.len() as u64,
         "honest nodes refused {refused:?} proposals"
+    );
+    // The liar learnt from its own refused proposals: four halvings of its proposal budget
+    // (more if a proposal of its failed besides), none of them won back, since the empty
+    // blocks it proposed in between never filled its budget.
+    let genesis = read_genesis(&network.local.genesis_path).expect("genesis");
+    let block_txs_max = u64::from(genesis.params.block_txs_max);
+    let liar_budget = network.nodes[network.liar]
+        .node
+        .network
+        .proposal_checks
+        .budget_txs
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        liar_budget <= block_txs_max / 16 && liar_budget >= ProposalBudget::FLOOR_TXS as u64,
+        "the liar's proposal budget is {liar_budget} after four refused proposals (chain limit {block_txs_max})"
     );
     report(
         "bad proposals",

@@ -80,6 +80,9 @@ pub struct NetworkStatus {
     /// This node's proposals built while it committed the block before them, since start (a
     /// height that overran its target interval).
     pub proposals_built_early: u64,
+    /// The most transactions this node's next first-round proposal may hold (see
+    /// `ProposalBudget`): below the chain's limit after its proposals failed to be decided.
+    pub proposal_budget_txs: u64,
 }
 
 /// One consensus peer.
@@ -242,6 +245,7 @@ async fn network_status(view: &NetworkView) -> NetworkStatus {
         proposals_executed_streaming: view.proposal_checks.streamed.load(Ordering::Relaxed),
         proposals_executed_complete: view.proposal_checks.complete.load(Ordering::Relaxed),
         proposals_built_early: view.proposal_checks.built_early.load(Ordering::Relaxed),
+        proposal_budget_txs: view.proposal_checks.budget_txs.load(Ordering::Relaxed),
     }
 }
 

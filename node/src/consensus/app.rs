@@ -6,7 +6,7 @@
 //! engine so. Every block comes into being through ledger-core's `BlockBuilder` or
 //! `execute_block`; this module only feeds them and persists their output.
 
-use super::building::{self, BuiltBlock, EarlyInputs, EarlyProposal, Proposing};
+use super::building::{self, BuiltBlock, EarlyInputs, EarlyProposal, ProposalBudget, Proposing};
 use super::certificate;
 use super::context::{
     parts_sign_bytes, Address, BlockHash, Height, IpledgerContext, ProposalPart, ValidatorSet,
@@ -64,6 +64,16 @@ struct Undecided {
     synced: bool,
 }
 
+/// A fresh proposal of this node's, remembered until its height is decided.
+struct OwnProposal {
+    height: Height,
+    round: Round,
+    hash: BlockHash,
+    /// How many transactions it held, of the `txs_max` it was allowed.
+    txs: usize,
+    txs_max: usize,
+}
+
 /// How the node follows the chain, for `/v1/status`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SyncReport {
@@ -106,6 +116,9 @@ pub struct ProposalChecks {
     /// This node's proposals built while it committed the block before them (see
     /// [`building`]).
     pub built_early: std::sync::atomic::AtomicU64,
+    /// The most transactions this node's next first-round proposal may hold (its
+    /// [`ProposalBudget`]).
+    pub budget_txs: std::sync::atomic::AtomicU64,
 }
 
 /// Where a block to check came from, which decides what is checked.
@@ -175,6 +188,10 @@ pub struct ConsensusApp {
     decided_without_block: Option<Height>,
     /// The next height's block, if this node started building it while committing the last.
     early: Option<EarlyProposal>,
+    /// How many transactions this node's proposals may hold.
+    budget: ProposalBudget,
+    /// This node's latest fresh proposal at a height not yet decided, to learn from its fate.
+    own_proposal: Option<OwnProposal>,
     /// How this validator lies, if it was built to (tests only).
     #[cfg(feature = "byzantine")]
     pub(super) liar: Option<Arc<super::byzantine::Liar>>,
@@ -191,6 +208,13 @@ impl ConsensusApp {
         clock_ms: Arc<dyn Fn() -> u64 + Send + Sync>,
     ) -> ConsensusApp {
         let ctx = IpledgerContext::new(genesis.chain_id.as_str().into());
+        let block_txs_max =
+            usize::try_from(genesis.params.block_txs_max).expect("a u32 fits a usize");
+        let budget = ProposalBudget::new(block_txs_max);
+        reports
+            .checks
+            .budget_txs
+            .store(budget.txs() as u64, Ordering::Relaxed);
         ConsensusApp {
             ctx,
             genesis,
@@ -204,6 +228,8 @@ impl ConsensusApp {
             pending: Vec::new(),
             decided_without_block: None,
             early: None,
+            budget,
+            own_proposal: None,
             #[cfg(feature = "byzantine")]
             liar: None,
         }
@@ -410,9 +436,12 @@ impl ConsensusApp {
         timeout: Duration,
         channels: &mut Channels<IpledgerContext>,
     ) -> Result<LocallyProposedValue<IpledgerContext>> {
+        let txs_max = self
+            .budget
+            .for_round(round.as_u32().expect("a proposal's round is defined"));
         let built = match self.take_early(height, round).await? {
             Some(built) => built,
-            None => self.build_block(height, std::time::Instant::now() + timeout / 2)?,
+            None => self.build_block(height, std::time::Instant::now() + timeout / 2, txs_max)?,
         };
         self.mempool
             .lock()
@@ -423,7 +452,14 @@ impl ConsensusApp {
         let executed = super::byzantine::bad_proposal(self, height, round, executed)?;
         let hash = BlockHash::from(executed.block.header.hash());
         let bytes = Bytes::from(executed.block.encode());
-        info!(%height, %round, txs = executed.block.txs.len(), %hash, "proposing");
+        info!(%height, %round, txs = executed.block.txs.len(), txs_max, %hash, "proposing");
+        self.own_proposal = Some(OwnProposal {
+            height,
+            round,
+            hash,
+            txs: executed.block.txs.len(),
+            txs_max,
+        });
         self.publish_parts(height, round, Round::Nil, &bytes, channels)
             .await?;
         self.hold(height, hash, executed, bytes, false);
@@ -458,8 +494,13 @@ impl ConsensusApp {
     }
 
     /// Builds the next block from the mempool on the committed state, stopping at the block
-    /// limits or at `deadline`.
-    fn build_block(&self, height: Height, deadline: std::time::Instant) -> Result<BuiltBlock> {
+    /// limits, at `txs_max` transactions or at `deadline`.
+    fn build_block(
+        &self,
+        height: Height,
+        deadline: std::time::Instant,
+        txs_max: usize,
+    ) -> Result<BuiltBlock> {
         let (parent, parent_time_ms) = self.parent(height)?;
         let head = self.store.head_height()?;
         assert_eq!(
@@ -475,6 +516,7 @@ impl ConsensusApp {
             proposer: self.signer.address(),
             clock_ms: &*self.clock_ms,
             deadline,
+            txs_max,
         };
         building::build(
             &snapshot.state(head),
@@ -929,6 +971,7 @@ impl ConsensusApp {
         {
             self.early = None;
         }
+        self.learn_from_own_proposal(certificate);
         let Some(undecided) = self.undecided.remove(&(height, certificate.value_id)) else {
             error!(%height, value = %certificate.value_id, "decided a block this node does not hold; will restart the height and sync it");
             self.decided_without_block = Some(height);
@@ -948,6 +991,7 @@ impl ConsensusApp {
                     clock_ms: Arc::clone(&self.clock_ms),
                     deadline: std::time::Instant::now()
                         + Duration::from_millis(self.genesis.consensus.propose_timeout_ms) / 2,
+                    txs_max: self.budget.txs(),
                 },
             ));
         }
@@ -977,13 +1021,49 @@ impl ConsensusApp {
         Ok(())
     }
 
-    /// Whether a full block is already waiting in the mempool besides `decided`'s
-    /// transactions: then building the next block now, during the commit, cannot leave out
-    /// anything that waiting would have let in.
+    /// Whether a full block (by this node's budget) is already waiting in the mempool besides
+    /// `decided`'s transactions: then building the next block now, during the commit, cannot
+    /// leave out anything that waiting would have let in.
     fn full_block_waiting(&self, decided: &ExecutedBlock) -> bool {
         let waiting = self.mempool.lock().expect("mempool lock").len();
-        let block_txs_max = self.genesis.params.block_txs_max as usize;
-        waiting.saturating_sub(decided.block.txs.len()) >= block_txs_max
+        waiting.saturating_sub(decided.block.txs.len()) >= self.budget.txs()
+    }
+
+    /// Adjusts the proposal budget once the height of this node's latest proposal is decided:
+    /// halved if that proposal was not decided in its round (the validators could not check
+    /// it in time, or it was lost), raised if it was and it filled its limit.
+    fn learn_from_own_proposal(
+        &mut self,
+        certificate: &malachitebft_app_channel::app::types::core::CommitCertificate<
+            IpledgerContext,
+        >,
+    ) {
+        let Some(own) = self
+            .own_proposal
+            .take_if(|own| own.height <= certificate.height)
+        else {
+            return;
+        };
+        if own.height < certificate.height {
+            // Its height ended without this node seeing the decision (it restarted the height
+            // and synced): nothing to learn.
+            return;
+        }
+        let decided_in_its_round =
+            certificate.value_id == own.hash && certificate.round == own.round;
+        let before = self.budget.txs();
+        self.budget
+            .record(own.txs, own.txs_max, decided_in_its_round);
+        let after = self.budget.txs();
+        if after < before {
+            warn!(height = %own.height, round = %own.round, proposed = own.txs, decided_round = %certificate.round, budget_txs = after, "this node's proposal was not decided in its round; halving its proposal budget");
+        } else if after > before {
+            info!(height = %own.height, budget_txs = after, "raising this node's proposal budget");
+        }
+        self.reports
+            .checks
+            .budget_txs
+            .store(after as u64, Ordering::Relaxed);
     }
 
     fn next_after(&mut self, height: Height) -> Result<Next<IpledgerContext>> {

@@ -52,10 +52,14 @@ pub struct Proposing<'a> {
     pub clock_ms: &'a (dyn Fn() -> u64 + Send + Sync),
     /// When building stops taking transactions.
     pub deadline: Instant,
+    /// The most transactions the block may hold (this node's [`ProposalBudget`]; the chain's
+    /// limits may end it sooner).
+    pub txs_max: usize,
 }
 
 /// Builds the block `proposing` names on `state` (the state after its parent) from the
-/// mempool's transactions, in mempool order, stopping at the block limits or at the deadline.
+/// mempool's transactions, in mempool order, stopping at the block limits, at the proposer's
+/// budget or at the deadline.
 /// Transactions in `parent_txs` (the parent's, when it is still being committed and so still
 /// in the mempool) are passed over.
 ///
@@ -79,7 +83,7 @@ pub fn build<R: TreeReader + TxIndexRead>(
         let candidates: Vec<VerifiedTx> = mempool
             .iter()
             .filter(|vtx| !parent_txs.contains(&vtx.id()))
-            .take(builder.room())
+            .take(builder.room().min(proposing.txs_max))
             .cloned()
             .collect();
         (builder, candidates)
@@ -118,6 +122,8 @@ pub struct EarlyInputs {
     pub clock_ms: Arc<dyn Fn() -> u64 + Send + Sync>,
     /// When building stops taking transactions.
     pub deadline: Instant,
+    /// The most transactions the block may hold.
+    pub txs_max: usize,
 }
 
 /// The next height's block, being built over the decided block while that block commits.
@@ -172,6 +178,148 @@ fn build_early(decided: &ExecutedBlock, inputs: EarlyInputs) -> Result<Option<Bu
         proposer: inputs.proposer,
         clock_ms: &*inputs.clock_ms,
         deadline: inputs.deadline,
+        txs_max: inputs.txs_max,
     };
     build(&state, &inputs.mempool, pending.tx_ids(), proposing).map(Some)
+}
+
+/// How many transactions this node's proposals may hold: the chain's limit, until a proposal
+/// of this node's fails to be decided in its round.
+///
+/// The other validators must check a proposal within the propose timeout. On a loaded machine
+/// they may not manage a full block: they prevote nil, the round fails, and the next proposer,
+/// finding even more transactions waiting, proposes another full block that fails the same
+/// way. So a proposer halves its budget each time its own proposal is not decided in the round
+/// it was proposed in, and takes back a quarter each time a proposal that filled its budget is.
+/// A later round of a height also halves, per round, what a fresh proposal may hold, so that a
+/// height whose first proposal was too large to check ends with a smaller one. Only block size
+/// adapts: the ledger's rules and every timeout stay as the genesis sets them, and the budget
+/// is this node's own choice, which no other validator checks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProposalBudget {
+    txs: usize,
+    chain_max: usize,
+}
+
+impl ProposalBudget {
+    /// The least a budget falls to: a block of this many is checked in milliseconds.
+    pub const FLOOR_TXS: usize = 64;
+
+    /// A full budget under the chain's limit of `chain_max` transactions per block.
+    pub fn new(chain_max: usize) -> ProposalBudget {
+        assert!(
+            chain_max > 0,
+            "a chain's blocks hold at least one transaction"
+        );
+        ProposalBudget {
+            txs: chain_max,
+            chain_max,
+        }
+    }
+
+    /// The budget of the first round of a height.
+    pub fn txs(&self) -> usize {
+        self.txs
+    }
+
+    /// The most a fresh proposal may hold in `round` of a height: the budget, halved per round
+    /// after the first, never below [`Self::FLOOR_TXS`] (or the chain's limit, if lower).
+    pub fn for_round(&self, round: u32) -> usize {
+        let halved = self.txs.checked_shr(round).unwrap_or(0);
+        halved.max(self.floor())
+    }
+
+    /// Records how this node's proposal of `proposed` transactions, under a limit of `limit`,
+    /// ended: decided in its round, or not.
+    pub fn record(&mut self, proposed: usize, limit: usize, decided_in_its_round: bool) {
+        if decided_in_its_round {
+            // Only a proposal that used its whole limit says a larger one could be checked.
+            if proposed >= limit {
+                self.txs = (self.txs + self.txs.div_ceil(4)).min(self.chain_max);
+            }
+        } else {
+            self.txs = (self.txs / 2).max(self.floor());
+        }
+        assert!(
+            self.floor() <= self.txs && self.txs <= self.chain_max,
+            "budget {} outside {}..={}",
+            self.txs,
+            self.floor(),
+            self.chain_max
+        );
+    }
+
+    fn floor(&self) -> usize {
+        Self::FLOOR_TXS.min(self.chain_max)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ProposalBudget;
+    use proptest::prelude::*;
+
+    #[test]
+    fn a_failed_proposal_halves_the_budget_and_full_decided_ones_win_it_back() {
+        let mut budget = ProposalBudget::new(10_000);
+        assert_eq!(budget.txs(), 10_000);
+        budget.record(10_000, 10_000, false);
+        assert_eq!(budget.txs(), 5_000);
+        budget.record(5_000, 5_000, false);
+        assert_eq!(budget.txs(), 2_500);
+        // A decided proposal that did not fill the budget says nothing about a larger one.
+        budget.record(1_200, 2_500, true);
+        assert_eq!(budget.txs(), 2_500);
+        budget.record(2_500, 2_500, true);
+        assert_eq!(budget.txs(), 3_125);
+        for _ in 0..20 {
+            let limit = budget.txs();
+            budget.record(limit, limit, true);
+        }
+        assert_eq!(
+            budget.txs(),
+            10_000,
+            "back to the chain's limit, and no further"
+        );
+    }
+
+    #[test]
+    fn later_rounds_halve_a_fresh_proposal_down_to_the_floor() {
+        let budget = ProposalBudget::new(10_000);
+        assert_eq!(budget.for_round(0), 10_000);
+        assert_eq!(budget.for_round(1), 5_000);
+        assert_eq!(budget.for_round(3), 1_250);
+        assert_eq!(budget.for_round(20), ProposalBudget::FLOOR_TXS);
+        assert_eq!(budget.for_round(u32::MAX), ProposalBudget::FLOOR_TXS);
+        let tiny = ProposalBudget::new(10);
+        assert_eq!(
+            tiny.for_round(5),
+            10,
+            "a chain limit under the floor is the floor"
+        );
+    }
+
+    proptest! {
+        /// Whatever proposals succeed or fail, the budget stays between the floor and the
+        /// chain's limit, and every round may propose something.
+        #[test]
+        fn the_budget_stays_within_its_bounds(
+            chain_max in 1usize..60_000,
+            outcomes in proptest::collection::vec((any::<bool>(), 0usize..=100, 0u32..40), 0..200),
+        ) {
+            let mut budget = ProposalBudget::new(chain_max);
+            for (decided, fill_percent, round) in outcomes {
+                let limit = budget.for_round(round);
+                let proposed = limit * fill_percent / 100;
+                let before = budget.txs();
+                budget.record(proposed, limit, decided);
+                prop_assert!(budget.txs() >= ProposalBudget::FLOOR_TXS.min(chain_max));
+                prop_assert!(budget.txs() <= chain_max);
+                prop_assert!(budget.for_round(round) >= 1);
+                if !decided {
+                    prop_assert!(budget.txs() <= before);
+                }
+            }
+        }
+    }
 }

@@ -262,7 +262,7 @@ fn report_nodes(net: &Net, dir: &str) -> Result<()> {
         println!(
             "{:<16} {memory}; stores {} MiB, {} bytes per committed transaction ({ledger_size} committed); \
              gossip dropped {} out, {} batches in; proposals checked streaming {}, complete {}; \
-             proposed {} built early",
+             proposed {} built early; proposal budget {} transactions",
             node.name,
             stored / (1024 * 1024),
             stored.checked_div(ledger_size).unwrap_or(0),
@@ -271,6 +271,7 @@ fn report_nodes(net: &Net, dir: &str) -> Result<()> {
             network["proposals_executed_streaming"],
             network["proposals_executed_complete"],
             network["proposals_built_early"],
+            network["proposal_budget_txs"],
         );
     }
     Ok(())
