@@ -7,6 +7,7 @@
 use ipledger_genesis::StoreConfig;
 use ipledger_node::admission;
 use ipledger_node::consensus::app::{Committed, ProposalChecks};
+use ipledger_node::consensus::building::ProposalBudget;
 use ipledger_node::runner::{start, NodeHandle, NodeSetup};
 use ledger_core::genesis::Genesis;
 use ledger_core::genesis::Validator;
@@ -378,7 +379,8 @@ async fn a_backlog_is_built_into_blocks_during_commits_and_each_transaction_comm
 /// Validators gossip without a mesh: every one dials every other and a publisher floods them
 /// all, so nobody forwards and each validator receives each gossip batch once. gossipsub counts
 /// the messages each node received with and without duplicates, and `/metrics` serves both; with
-/// forwarding each batch of one small transaction would arrive three times.
+/// forwarding each batch of one small transaction would arrive three times. The same scrape
+/// carries the consensus application's proposal metrics.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_gossip_batch_reaches_each_validator_once_and_metrics_count_it() {
     const TXS: usize = 40;
@@ -417,6 +419,24 @@ async fn each_gossip_batch_reaches_each_validator_once_and_metrics_count_it() {
     let mut received_new = 0;
     for index in 0..4 {
         let metrics = scrape_metrics(network.api(index)).await;
+        // The proposal metrics come from the consensus application's counters: each node has
+        // checked proposals of others by now, and its budget lies within its bounds.
+        let checks = &network.node(index).network.proposal_checks;
+        let streamed = metric_total(&metrics, "ipledger_proposals_executed_streaming_total");
+        let complete = metric_total(&metrics, "ipledger_proposals_executed_complete_total");
+        assert!(
+            streamed + complete >= 1
+                && streamed <= checks.streamed.load(Ordering::Relaxed)
+                && complete <= checks.complete.load(Ordering::Relaxed),
+            "node {index}'s metrics show {streamed} proposals checked streaming and {complete} complete"
+        );
+        let budget = metric_total(&metrics, "ipledger_proposal_budget_transactions");
+        let block_txs_max = u64::from(network.genesis.params.block_txs_max);
+        assert!(
+            (ProposalBudget::FLOOR_TXS.min(block_txs_max as usize) as u64..=block_txs_max)
+                .contains(&budget),
+            "node {index}'s proposal budget is {budget} (chain limit {block_txs_max})"
+        );
         let new = metric_total(&metrics, &gossip_metric("topic_msg_recv_counts_total"));
         let all = metric_total(
             &metrics,

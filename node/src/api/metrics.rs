@@ -11,14 +11,23 @@
 //! | `ipledger_admission_rejections_total{code}` | counter | submissions refused, by code |
 //! | `ipledger_http_connections` | gauge | HTTP connections open |
 //! | `ipledger_http_connections_refused_total` | counter | connections refused over the limit |
+//! | `ipledger_proposal_budget_transactions` | gauge | the most transactions this validator's next first-round proposal may hold (below the chain's limit after its proposals failed to be decided in their round: the validators are overloaded) |
+//! | `ipledger_proposals_executed_streaming_total` | counter | other validators' proposals executed while their parts streamed in |
+//! | `ipledger_proposals_executed_complete_total` | counter | other validators' proposals executed once complete |
+//! | `ipledger_proposals_refused_total` | counter | proposals this node found invalid and prevoted nil on |
+//! | `ipledger_proposals_built_early_total` | counter | this node's proposals built while it committed the block before them |
+//! | `ipledger_proposal_signatures_reused_total` | counter | proposed transactions whose signature check was reused from the mempool |
 //! | `ipledger_gossipsub_*` | | libp2p gossipsub's own metrics for the transaction gossip (peers, messages and bytes per topic; `…_topic_msg_recv_counts_unfiltered_total` counts duplicates too) |
 //!
 //! The chain metrics are read from the store at each scrape, so they are right after a restart;
-//! the admission and connection counters count since the node started.
+//! the admission, connection and proposal counters count since the node started. The proposal
+//! and gossip metrics exist only on a node that takes part in consensus.
 
 use super::error::ApiError;
 use super::{blocking, ApiState};
+use crate::consensus::app::ProposalChecks;
 use crate::mempool::Mempool;
+use crate::runner::NetworkView;
 use crate::store::Store;
 use axum::extract::State;
 use axum::http::{header, HeaderValue};
@@ -103,14 +112,19 @@ impl Metrics {
         self.rejections.get_or_create(&[("code", code)]).inc();
     }
 
-    /// The node's metrics, then the gossip swarm's (`gossip`, absent for an API over a bare
-    /// store), in one exposition.
-    fn encode(&self, gossip: Option<&Registry>) -> Result<String, fmt::Error> {
+    /// The node's metrics, then its consensus and gossip metrics (`network`, absent for an API
+    /// over a bare store), in one exposition.
+    fn encode(&self, network: Option<&NetworkView>) -> Result<String, fmt::Error> {
         use prometheus_client::encoding::text::{encode_eof, encode_registry};
         let mut text = String::new();
         encode_registry(&mut text, &self.registry)?;
-        if let Some(gossip) = gossip {
-            encode_registry(&mut text, gossip)?;
+        if let Some(network) = network {
+            let mut proposals = Registry::default();
+            proposals.register_collector(Box::new(ProposalCollector {
+                checks: Arc::clone(&network.proposal_checks),
+            }));
+            encode_registry(&mut text, &proposals)?;
+            encode_registry(&mut text, &network.gossip_metrics)?;
         }
         encode_eof(&mut text)?;
         Ok(text)
@@ -190,14 +204,67 @@ impl Collector for ChainCollector {
     }
 }
 
+/// Reads the consensus application's proposal counters at each scrape.
+#[derive(Debug)]
+struct ProposalCollector {
+    checks: Arc<ProposalChecks>,
+}
+
+impl Collector for ProposalCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let checks = &self.checks;
+        let budget = ConstGauge::new(checks.budget_txs.load(Relaxed) as i64);
+        let metric = encoder.encode_descriptor(
+            "ipledger_proposal_budget_transactions",
+            "The most transactions this validator's next first-round proposal may hold",
+            None,
+            budget.metric_type(),
+        )?;
+        budget.encode(metric)?;
+        let counters = [
+            (
+                "ipledger_proposals_executed_streaming",
+                "Other validators' proposals executed while their parts streamed in",
+                &checks.streamed,
+            ),
+            (
+                "ipledger_proposals_executed_complete",
+                "Other validators' proposals executed once complete",
+                &checks.complete,
+            ),
+            (
+                "ipledger_proposals_refused",
+                "Proposals this node found invalid and prevoted nil on",
+                &checks.refused,
+            ),
+            (
+                "ipledger_proposals_built_early",
+                "This node's proposals built while it committed the block before them",
+                &checks.built_early,
+            ),
+            (
+                "ipledger_proposal_signatures_reused",
+                "Proposed transactions whose signature check was reused from the mempool",
+                &checks.reused_signatures,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let counter = ConstCounter::new(value.load(Relaxed));
+            let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+            counter.encode(metric)?;
+        }
+        Ok(())
+    }
+}
+
 /// `GET /metrics`.
 pub(super) async fn metrics(State(state): State<ApiState>) -> Result<Response, ApiError> {
     let text = blocking(move || {
-        let gossip = state.inner.network.as_ref().map(|n| &*n.gossip_metrics);
         state
             .inner
             .metrics
-            .encode(gossip)
+            .encode(state.inner.network.as_ref())
             .map_err(|_| ApiError::storage("encoding the metrics failed"))
     })
     .await?;
