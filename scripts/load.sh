@@ -13,6 +13,7 @@
 #   scripts/load.sh --rate R [--seconds S] [...]  open-loop: R tx/s offered for S s (default 60);
 #                                                 any ipledger-load options, passed as they are
 #                                                 (--prefill M: M attestations committed first)
+#   BLOCK_INTERVAL_MS=500 scripts/load.sh ...     the fresh network with that target block interval
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [[ "${1:-}" == --* ]]; then

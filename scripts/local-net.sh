@@ -8,7 +8,8 @@
 #   scripts/local-net.sh kill   NODE [DIR] kill -9 one node (e.g. bank-b)
 #   scripts/local-net.sh run    NODE [DIR] start one node again
 #
-# DIR defaults to ./net. Ports come from the OS when the consortium is created.
+# DIR defaults to ./net. Ports come from the OS when the consortium is created; BLOCK_INTERVAL_MS,
+# if set then, is its target block interval in milliseconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,7 +17,7 @@ command=${1:-}
 case "$command" in
   kill|run) node_name=${2:?"usage: $0 $command NODE [DIR]"}; dir=${3:-net} ;;
   start|stop|status) dir=${2:-net} ;;
-  *) sed -n '2,11p' "$0"; exit 2 ;;
+  *) sed -n '2,12p' "$0"; exit 2 ;;
 esac
 
 bin=target/release
@@ -69,7 +70,7 @@ case "$command" in
     # The same package set as demo.sh and load.sh, so cargo does not rebuild with other features.
     cargo build --release -q -p ipledger-node -p ipledger-genesis -p ipledger-tests -p ipledger-client
     if [ ! -f "$dir/genesis.json" ]; then
-      "$bin/ipledger-genesis" local --dir "$dir"
+      "$bin/ipledger-genesis" local --dir "$dir" ${BLOCK_INTERVAL_MS:+--block-interval-ms "$BLOCK_INTERVAL_MS"}
     fi
     for node_dir in "$dir"/node-*; do start_node "$node_dir"; done
     WANT=1 wait_for_height "$dir"/node-*

@@ -140,6 +140,9 @@ enum Command {
         /// The genesis time in Unix milliseconds [default: now, or 2026-01-01 with --seed].
         #[arg(long, value_name = "MS")]
         genesis_time_ms: Option<u64>,
+        /// The target interval between blocks, in milliseconds [default: 1000].
+        #[arg(long, value_name = "MS")]
+        block_interval_ms: Option<u64>,
     },
     /// Validates a genesis.json and prints its fingerprint.
     #[command(after_help = "Example:\n  ipledger-genesis fingerprint genesis.json")]
@@ -225,6 +228,7 @@ fn run(command: Command) -> Result<()> {
             host,
             chain_id,
             genesis_time_ms,
+            block_interval_ms,
         } => {
             if seed.is_some() {
                 eprintln!("{TEST_SEED_WARNING}");
@@ -237,6 +241,7 @@ fn run(command: Command) -> Result<()> {
                 host,
                 chain_id,
                 genesis_time_ms,
+                block_interval_ms,
             };
             let network = create_local(&options)?;
             println!("genesis      {}", network.genesis_path.display());

@@ -129,6 +129,40 @@ fn local_network_is_valid_private_and_loadable() {
 }
 
 #[test]
+fn block_interval_reaches_the_genesis_and_every_node_config() {
+    let temp = tempfile::tempdir().unwrap();
+    let default = create_local(&options(&temp.path().join("default"), None)).unwrap();
+    assert_eq!(default.genesis.consensus.block_interval_ms, 1_000);
+    let network = create_local(&LocalOptions {
+        block_interval_ms: Some(500),
+        ..options(&temp.path().join("net"), None)
+    })
+    .unwrap();
+    assert_eq!(network.genesis.consensus.block_interval_ms, 500);
+    // The other timings keep their defaults.
+    assert_eq!(
+        network.genesis.consensus.propose_timeout_ms,
+        default.genesis.consensus.propose_timeout_ms
+    );
+    for node in &network.nodes {
+        let config = NodeConfig::load(&node.config_path).unwrap();
+        assert_eq!(config.consensus.block_interval_ms, 500);
+        let key = config.load_node_key().unwrap();
+        config
+            .check_genesis(&config.load_genesis().unwrap(), &key.public_key())
+            .expect("the node's [consensus] agrees with its genesis");
+    }
+    let zero = create_local(&LocalOptions {
+        block_interval_ms: Some(0),
+        ..options(&temp.path().join("zero"), None)
+    });
+    let error = zero
+        .expect_err("a zero block interval is refused")
+        .to_string();
+    assert!(error.contains("block_interval_ms"), "{error}");
+}
+
+#[test]
 fn seed_makes_the_genesis_deterministic() {
     let temp = tempfile::tempdir().unwrap();
     let a = create_local(&options(&temp.path().join("a"), Some("ci"))).unwrap();
