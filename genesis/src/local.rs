@@ -229,17 +229,16 @@ pub fn create_local(options: &LocalOptions) -> Result<LocalNetwork, LocalError> 
         (None, Some(_)) => SEEDED_GENESIS_TIME_MS,
         (None, None) => now_ms_rounded(),
     };
+    let mut consensus = ConsensusTimeouts::default();
+    if let Some(block_interval_ms) = options.block_interval_ms {
+        consensus.block_interval_ms = block_interval_ms;
+    }
     let spec = ConsortiumSpec {
         chain_id: options.chain_id.clone(),
         genesis_time: None,
         genesis_time_ms: Some(genesis_time_ms),
         params: ChainParamsSpec::default(),
-        consensus: ConsensusTimeouts {
-            block_interval_ms: options
-                .block_interval_ms
-                .unwrap_or(ConsensusTimeouts::default().block_interval_ms),
-            ..ConsensusTimeouts::default()
-        },
+        consensus,
         organisations: LOCAL_ORGANISATIONS
             .iter()
             .zip(&org_keys)

@@ -210,12 +210,7 @@ impl ConsensusApp {
         let ctx = IpledgerContext::new(genesis.chain_id.as_str().into());
         let block_txs_max =
             usize::try_from(genesis.params.block_txs_max).expect("a u32 fits a usize");
-        let budget = ProposalBudget::new(block_txs_max);
-        reports
-            .checks
-            .budget_txs
-            .store(budget.txs() as u64, Ordering::Relaxed);
-        ConsensusApp {
+        let app = ConsensusApp {
             ctx,
             genesis,
             store,
@@ -228,11 +223,13 @@ impl ConsensusApp {
             pending: Vec::new(),
             decided_without_block: None,
             early: None,
-            budget,
+            budget: ProposalBudget::new(block_txs_max),
             own_proposal: None,
             #[cfg(feature = "byzantine")]
             liar: None,
-        }
+        };
+        app.report_budget();
+        app
     }
 
     /// Makes this validator lie as `liar` says (tests of Byzantine behaviour only).
@@ -1054,16 +1051,22 @@ impl ConsensusApp {
         let before = self.budget.txs();
         self.budget
             .record(own.txs, own.txs_max, decided_in_its_round);
+        self.report_budget();
         let after = self.budget.txs();
         if after < before {
             warn!(height = %own.height, round = %own.round, proposed = own.txs, decided_round = %certificate.round, budget_txs = after, "this node's proposal was not decided in its round; halving its proposal budget");
         } else if after > before {
             info!(height = %own.height, budget_txs = after, "raising this node's proposal budget");
         }
+    }
+
+    /// Publishes the proposal budget for `/v1/status` and `/metrics`: the one place the
+    /// reported figure is written, so it cannot drift from the budget.
+    fn report_budget(&self) {
         self.reports
             .checks
             .budget_txs
-            .store(after as u64, Ordering::Relaxed);
+            .store(self.budget.txs() as u64, Ordering::Relaxed);
     }
 
     fn next_after(&mut self, height: Height) -> Result<Next<IpledgerContext>> {
