@@ -7,6 +7,7 @@ pub mod fuzz_checks;
 pub mod gossip;
 pub mod mempool;
 mod p2p_socket;
+pub mod pruner;
 pub mod runner;
 pub mod service;
 pub mod store;

@@ -13,6 +13,7 @@ use crate::gossip::{
 };
 use crate::mempool::Mempool;
 use crate::p2p_socket;
+use crate::pruner::{pruning_phase, StatePruner};
 use crate::store::wal::{check_wal, WalReport};
 use crate::store::{Store, StoreError};
 use anyhow::{Context as _, Result};
@@ -102,6 +103,8 @@ pub struct NodeHandle {
     stopping: Arc<AtomicBool>,
     gossip: TxGossip,
     helpers: Vec<JoinHandle<()>>,
+    /// Prunes replaced state-tree nodes behind the commits; stopped after the application.
+    pruner: StatePruner,
     /// The engine's QUIC listen address, whose UDP port [`NodeHandle::stop`] waits to be free.
     engine_listen: Multiaddr,
     /// Written when the node stops cleanly ([`CLEAN_STOP_MARKER`]).
@@ -181,6 +184,14 @@ impl NodeHandle {
         }
         self.app.abort();
         let _ = self.app.await;
+        // Waits for a batch being pruned to commit, so the store is released when this returns.
+        let pruner = self.pruner;
+        if tokio::task::spawn_blocking(move || drop(pruner))
+            .await
+            .is_err()
+        {
+            warn!("stopping the state pruner panicked");
+        }
         for helper in self.helpers {
             helper.abort();
             let _ = helper.await;
@@ -432,6 +443,11 @@ pub async fn start_with(
     store.init_genesis(&setup.genesis)?;
     let peers = configured_peers(&setup)?;
     let admitted = head_admitted_keys(&store)?;
+    let pruner = StatePruner::start(
+        store.clone(),
+        pruning_phase(&admitted, &setup.node_key.public_key()),
+    )
+    .context("starting the state-pruning thread")?;
     let initial_peers: Vec<ConfiguredPeer> = admitted_peers(&peers, &admitted).cloned().collect();
     let chain_id: Arc<str> = setup.genesis.chain_id.as_str().into();
     #[allow(unused_mut)]
@@ -581,6 +597,7 @@ pub async fn start_with(
         mempool.clone(),
         reports,
         setup.clock_ms.clone(),
+        pruner.trigger(),
     );
     #[cfg(feature = "byzantine")]
     let app = app.with_liar(liar.clone());
@@ -616,6 +633,7 @@ pub async fn start_with(
         stopping,
         gossip,
         helpers,
+        pruner,
         engine_listen,
         clean_stop_marker,
     })

@@ -11,7 +11,7 @@
 //!
 //! | table | key | value |
 //! | --- | --- | --- |
-//! | `meta` | `format_version`, `genesis`, `genesis_hash`, `head_height` | u32 BE, genesis, digest, u64 BE |
+//! | `meta` | `format_version`, `genesis`, `genesis_hash`, `head_height`, `pruned_through` | u32 BE, genesis, digest, u64 BE, u64 BE |
 //! | `blocks` | height | canonical [`Block`] |
 //! | `headers` | height | header with its hash at commit |
 //! | `certificates` | height | canonical [`CommitCertificate`] |
@@ -23,10 +23,13 @@
 //! | `tx_index` | canonical tx id | (height, index in block, ledger index) |
 //! | `assets_by_owner` | (canonical owner id, canonical asset id) | () |
 //!
-//! Every [`STATE_PRUNE_BATCH_VERSIONS`] blocks, a commit deletes the state-tree nodes that went
-//! stale in the batch of versions ending at least [`STATE_VERSIONS_KEPT`] before it, with their
-//! `state_stale_nodes` entries, so `state_nodes` holds the recent versions' trees rather than
-//! the whole history (values are all kept).
+//! Behind the commits, [`Store::prune_next_batch`] deletes the state-tree nodes that went stale
+//! in the next batch of [`STATE_PRUNE_BATCH_VERSIONS`] versions ending at least
+//! [`STATE_VERSIONS_KEPT`] before the head, with their `state_stale_nodes` entries, in its own
+//! durable write transaction that also advances `pruned_through`; so `state_nodes` holds the
+//! recent versions' trees rather than the whole history (values are all kept), and a block's
+//! commit never waits for a batch to be deleted. The node runs it on its own thread
+//! (`crate::pruner`); a crash between the two leaves a store that is merely less pruned.
 //!
 //! # Trust on open
 //!
@@ -48,7 +51,7 @@ pub use error::{is_no_space, mentions_no_space, StoreError};
 pub use snapshot::Snapshot;
 pub use tables::name as table_names;
 pub use tables::{
-    pruned_through, TxLocation, ASSETS_PAGE_MAX, STATE_PRUNE_BATCH_VERSIONS, STATE_VERSIONS_KEPT,
+    prunable_through, TxLocation, ASSETS_PAGE_MAX, STATE_PRUNE_BATCH_VERSIONS, STATE_VERSIONS_KEPT,
     STORE_FORMAT_VERSION, TWO_PHASE_COMMIT,
 };
 pub use verify::VerifyReport;
@@ -71,8 +74,9 @@ use redb::{
 use std::path::{Path, PathBuf};
 use tables::{
     meta_u64, name, node_key_path, StoredHeader, ASSETS_BY_OWNER, BLOCKS, CERTIFICATES, HEADERS,
-    LEDGER_NODES, META, META_FORMAT, META_GENESIS, META_GENESIS_HASH, META_HEAD, STATE_NODES,
-    STATE_STALE, STATE_VALUES, TX_INDEX, VALIDATOR_CHANGES,
+    LEDGER_NODES, META, META_FORMAT, META_GENESIS, META_GENESIS_HASH, META_HEAD,
+    META_PRUNED_THROUGH, STATE_NODES, STATE_STALE, STATE_VALUES, STORE_FORMAT_UPGRADABLE, TX_INDEX,
+    VALIDATOR_CHANGES,
 };
 
 /// The node's store: one redb database file.
@@ -155,7 +159,8 @@ impl Store {
         self.db.close().db("closing the store")
     }
 
-    /// Creates the tables of a new file, or checks the format version of an existing one.
+    /// Creates the tables of a new file, or checks the format version of an existing one
+    /// (upgrading a [`STORE_FORMAT_UPGRADABLE`] file in place).
     fn prepare(&self) -> Result<(), StoreError> {
         let txn = self.db.begin_read().db("beginning a read transaction")?;
         match txn.open_table(META) {
@@ -164,6 +169,19 @@ impl Store {
                 let snapshot = self.snapshot()?;
                 match snapshot.format_version()? {
                     Some(STORE_FORMAT_VERSION) => Ok(()),
+                    Some(STORE_FORMAT_UPGRADABLE) => {
+                        // That format pruned inside every commit, through exactly what its head
+                        // allowed.
+                        let head = match snapshot.has_genesis()? {
+                            true => snapshot.head_height()?,
+                            false => 0,
+                        };
+                        drop(snapshot);
+                        let txn = self.begin_durable_write()?;
+                        write_meta_format(&txn, prunable_through(head))?;
+                        txn.commit()
+                            .db("committing the upgrade to the new store format")
+                    }
                     Some(found) => Err(StoreError::Format {
                         found,
                         expected: STORE_FORMAT_VERSION,
@@ -190,10 +208,7 @@ impl Store {
                 drop(txn);
                 let txn = self.begin_durable_write()?;
                 tables::create_all(&txn)?;
-                txn.open_table(META)
-                    .db("opening table meta")?
-                    .insert(META_FORMAT, STORE_FORMAT_VERSION.to_be_bytes().as_slice())
-                    .db("writing table meta")?;
+                write_meta_format(&txn, 0)?;
                 txn.commit().db("committing the new store's tables")
             }
             Err(error) => Err(error).db("opening table meta"),
@@ -302,7 +317,6 @@ impl Store {
         let first_leaf = header.ledger_size - executed.leaves.len() as u64;
 
         write_state_update(&txn, &executed.state_update)?;
-        prune_state_nodes(&txn, height)?;
         {
             let stored = StoredHeader {
                 hash,
@@ -411,6 +425,43 @@ impl Store {
         self.snapshot()?.assets_of(owner, after, limit)
     }
 
+    /// The newest state version whose replaced nodes are deleted (see [`Snapshot::pruned_through`]).
+    pub fn pruned_through(&self) -> Result<u64, StoreError> {
+        self.snapshot()?.pruned_through()
+    }
+
+    /// Deletes the state-tree nodes replaced in the oldest batch of [`STATE_PRUNE_BATCH_VERSIONS`]
+    /// versions not yet pruned, if the head allows it ([`prunable_through`]), and advances
+    /// `pruned_through` to the batch's last version, in one durable write transaction of its
+    /// own. Returns the new `pruned_through`, or `None` when no batch is due. Block commits wait
+    /// for it (redb has one writer), so the node runs it behind them, one batch at a time.
+    pub fn prune_next_batch(&self) -> Result<Option<u64>, StoreError> {
+        let txn = self.begin_durable_write()?;
+        // Taken while holding the write lock, so it sees exactly the head this prune follows.
+        let before = self.snapshot()?;
+        let head = before.head_height()?;
+        let pruned = before.pruned_through()?;
+        let allowed = prunable_through(head);
+        assert!(pruned <= allowed, "pruned through {pruned} past {allowed}");
+        if pruned == allowed {
+            drop(before);
+            txn.abort()
+                .db("ending a write transaction that pruned nothing")?;
+            return Ok(None);
+        }
+        let last = pruned + STATE_PRUNE_BATCH_VERSIONS;
+        prune_state_nodes(&txn, pruned + 1, last)?;
+        txn.open_table(META)
+            .db("opening table meta")?
+            .insert(META_PRUNED_THROUGH, meta_u64(last).as_slice())
+            .db("writing table meta")?;
+        drop(before);
+        txn.commit().db(&format!(
+            "committing the pruning of versions through {last}"
+        ))?;
+        Ok(Some(last))
+    }
+
     /// Re-executes every block from genesis into a fresh in-memory state and checks every hash
     /// link, certificate, transaction, header field and stored record against it; for
     /// `ipledger-node verify-store`. Returns the first failure with its height.
@@ -460,17 +511,21 @@ fn write_state_update(txn: &WriteTransaction, update: &StateTreeUpdate) -> Resul
     Ok(())
 }
 
-/// In the commit of block `height`: deletes the state-tree nodes stale since the versions after
-/// [`tables::pruned_through`]`(height - 1)` up to `pruned_through(height)`, and their stale-index
-/// entries; nothing unless `height` starts a new batch of [`STATE_PRUNE_BATCH_VERSIONS`].
-/// The stale entries are read and the nodes deleted as one stream, so memory stays flat
-/// whatever the batch holds.
-fn prune_state_nodes(txn: &WriteTransaction, height: u64) -> Result<(), StoreError> {
-    let first = tables::pruned_through(height.saturating_sub(1)) + 1;
-    let last = tables::pruned_through(height);
-    if last < first {
-        return Ok(());
-    }
+/// Marks the file as this build's format, pruned through version `pruned_through`.
+fn write_meta_format(txn: &WriteTransaction, pruned_through: u64) -> Result<(), StoreError> {
+    let mut meta = txn.open_table(META).db("opening table meta")?;
+    meta.insert(META_FORMAT, STORE_FORMAT_VERSION.to_be_bytes().as_slice())
+        .db("writing table meta")?;
+    meta.insert(META_PRUNED_THROUGH, meta_u64(pruned_through).as_slice())
+        .db("writing table meta")?;
+    Ok(())
+}
+
+/// Deletes the state-tree nodes stale since the versions `first ..= last`, and their
+/// stale-index entries. The stale entries are read and the nodes deleted as one stream, so
+/// memory stays flat whatever the batch holds.
+fn prune_state_nodes(txn: &WriteTransaction, first: u64, last: u64) -> Result<(), StoreError> {
+    assert!(first <= last, "prune versions {first}..={last}");
     let mut stale = txn
         .open_table(STATE_STALE)
         .db("opening table state_stale_nodes")?;

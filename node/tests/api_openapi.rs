@@ -137,6 +137,7 @@ async fn metrics_report_the_chain_and_the_mempool() {
         "ipledger_height 3",
         "ipledger_transactions_committed_total 8",
         "ipledger_mempool_transactions 1",
+        "ipledger_state_pruned_through_version 0",
         "ipledger_transactions_admitted_total 1",
         "# TYPE ipledger_admission_rejections counter",
     ] {

@@ -9,6 +9,7 @@ use ipledger_node::admission;
 use ipledger_node::consensus::app::{Committed, ProposalChecks};
 use ipledger_node::consensus::building::ProposalBudget;
 use ipledger_node::runner::{start, NodeHandle, NodeSetup};
+use ipledger_node::store::{prunable_through, STATE_PRUNE_BATCH_VERSIONS, STATE_VERSIONS_KEPT};
 use ledger_core::genesis::Genesis;
 use ledger_core::genesis::Validator;
 use ledger_core::testkit::{test_genesis, test_key, TEST_ORGANISATIONS};
@@ -299,6 +300,24 @@ async fn four_validators_commit_identical_blocks() {
             "node {index} executed no proposal while it streamed ({} in full)",
             checks.complete.load(Ordering::Relaxed)
         );
+    }
+    // Each node prunes replaced state-tree nodes behind its commits, a batch once the head
+    // allows it and its own phase (up to a batch later) has passed.
+    let first_batch = STATE_VERSIONS_KEPT + STATE_PRUNE_BATCH_VERSIONS;
+    network.wait_for_height(&[0, 1, 2, 3], first_batch).await;
+    for index in 0..4 {
+        let store = &network.node(index).store;
+        let started = Instant::now();
+        while store.pruned_through().unwrap() < STATE_PRUNE_BATCH_VERSIONS {
+            assert!(
+                started.elapsed() < DEADLINE,
+                "node {index} pruned nothing by height {}",
+                store.head_height().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let pruned = store.pruned_through().unwrap();
+        assert!(pruned <= prunable_through(store.head_height().unwrap()));
     }
     network.stop().await;
 }

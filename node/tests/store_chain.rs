@@ -2,9 +2,10 @@
 //! proofs, receipts), survives reopening, and refuses what does not follow its head.
 
 mod store_common;
+use ipledger_node::pruner::{prune_due_batch, StatePruner};
 use ipledger_node::store::{
-    pruned_through, table_names, Store, StoreError, TxLocation, STATE_PRUNE_BATCH_VERSIONS,
-    STATE_VERSIONS_KEPT,
+    prunable_through, table_names, Store, StoreError, TxLocation, STATE_PRUNE_BATCH_VERSIONS,
+    STATE_VERSIONS_KEPT, STORE_FORMAT_VERSION,
 };
 use jmt::storage::{NibblePath, NodeKey, TreeReader};
 use ledger_core::block::CommitCertificate;
@@ -26,7 +27,7 @@ fn committed_blocks_match_the_test_chain_and_receipts_verify_across_a_validator_
     let (chain, change_height) = busy_chain();
     let (_dir, _path, store) = new_store(&chain);
     let started = Instant::now();
-    // Each version's tree is read while it is the head: older ones are pruned.
+    // Each version's tree is read while it is the head, as the node reads it.
     for height in 1..=chain.height() {
         commit_height(&store, &chain, height);
         let root = store.snapshot().unwrap().state(height).root().unwrap();
@@ -122,7 +123,7 @@ fn state_reads_and_proofs_equal_the_test_chain_at_every_version() {
         StateKey::Asset(work("song")),
         StateKey::Asset(work("never")),
     ];
-    // Each version is read while it is the head: older ones are pruned.
+    // Each version is read while it is the head, as the node reads it.
     for version in 0..=chain.height() {
         if version > 0 {
             commit_height(&store, &chain, version);
@@ -480,8 +481,8 @@ fn store_and_snapshots_are_send_and_sync() {
     send_sync::<StoreError>();
 }
 
-/// `busy_chain` followed by enough one-attestation blocks that a batch of its oldest state
-/// versions is pruned (every block replaces the tree's root, so every version leaves stale
+/// `busy_chain` followed by enough one-attestation blocks that two batches of its oldest state
+/// versions can be pruned (every block replaces the tree's root, so every version leaves stale
 /// nodes), ending a few blocks past a batch, so that versions older than the last
 /// `STATE_VERSIONS_KEPT` but not yet in a batch are still whole.
 fn long_chain() -> TestChain {
@@ -500,7 +501,27 @@ fn replaced_state_nodes_are_pruned_and_what_the_node_reads_stays_whole() {
     let (_dir, _path, store) = new_store(&chain);
     commit_all(&store, &chain);
     let head = chain.height();
-    let oldest_kept = pruned_through(head);
+    // Commits prune nothing themselves: every version is whole, and verify-store agrees.
+    assert_eq!(store.pruned_through().unwrap(), 0);
+    for version in 1..=head {
+        assert_eq!(
+            store.snapshot().unwrap().state(version).root().unwrap(),
+            StateTree::new(&chain.state_store, Some(version))
+                .root()
+                .unwrap(),
+            "version {version} before pruning"
+        );
+    }
+    assert_eq!(store.verify_chain().unwrap().heights_checked, head);
+    // Pruning catches up one batch per call, and stops where the head allows.
+    let mut pruned = 0;
+    while let Some(through) = store.prune_next_batch().unwrap() {
+        assert_eq!(through, pruned + STATE_PRUNE_BATCH_VERSIONS);
+        assert_eq!(store.pruned_through().unwrap(), through);
+        pruned = through;
+    }
+    let oldest_kept = prunable_through(head);
+    assert_eq!(pruned, oldest_kept);
     assert!(
         oldest_kept > 0 && oldest_kept + STATE_VERSIONS_KEPT < head,
         "the chain ends past a batch, with versions older than the last {STATE_VERSIONS_KEPT} kept"
@@ -554,6 +575,54 @@ fn replaced_state_nodes_are_pruned_and_what_the_node_reads_stays_whole() {
     drop(store);
     let store = Store::open(&_path).expect("a pruned store reopens");
     assert_eq!(store.head_height().unwrap(), head);
+    assert_eq!(store.pruned_through().unwrap(), oldest_kept);
+    assert_eq!(store.prune_next_batch().unwrap(), None);
+}
+
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new(table_names::META);
+
+/// A file of the previous format (4) pruned inside every commit, so it holds no marker and is
+/// pruned exactly through what its head allows: opening it records that, and the format.
+#[test]
+fn a_store_of_the_previous_format_is_upgraded_on_open() {
+    let chain = long_chain();
+    let (_dir, path, store) = new_store(&chain);
+    commit_all(&store, &chain);
+    while store.prune_next_batch().unwrap().is_some() {}
+    drop(store);
+    let db = Database::create(&path).unwrap();
+    let txn = db.begin_write().unwrap();
+    {
+        let mut meta = txn.open_table(META).unwrap();
+        assert!(meta.remove("pruned_through").unwrap().is_some());
+        meta.insert("format_version", 4u32.to_be_bytes().as_slice())
+            .unwrap();
+    }
+    txn.commit().unwrap();
+    drop(db);
+
+    let store = Store::open(&path).expect("a format-4 store opens");
+    assert_eq!(
+        store.pruned_through().unwrap(),
+        prunable_through(chain.height())
+    );
+    assert_eq!(store.prune_next_batch().unwrap(), None);
+    assert_eq!(
+        store.verify_chain().unwrap().heights_checked,
+        chain.height()
+    );
+    drop(store);
+    let db = Database::open(&path).unwrap();
+    let txn = redb::ReadableDatabase::begin_read(&db).unwrap();
+    let format = txn
+        .open_table(META)
+        .unwrap()
+        .get("format_version")
+        .unwrap()
+        .unwrap()
+        .value()
+        .to_vec();
+    assert_eq!(format, STORE_FORMAT_VERSION.to_be_bytes());
 }
 
 const STATE_NODES: TableDefinition<(u64, &[u8]), &[u8]> =
@@ -573,7 +642,8 @@ fn verify_store_refuses_a_pruned_node_left_behind_and_a_kept_node_missing() {
     let chain = long_chain();
     let (_dir, path, store) = new_store(&chain);
     commit_all(&store, &chain);
-    let oldest_kept = pruned_through(chain.height());
+    while store.prune_next_batch().unwrap().is_some() {}
+    let oldest_kept = prunable_through(chain.height());
     drop(store);
     let edit = |edit: &dyn Fn(&mut StateNodes)| {
         let copy = path.with_extension("edited");
@@ -618,4 +688,74 @@ fn verify_store_refuses_a_pruned_node_left_behind_and_a_kept_node_missing() {
         error.contains("missing, though still part of the tree"),
         "{error}"
     );
+}
+
+/// The node's pruning thread catches up what is due when it starts, prunes behind later commits
+/// when told of them, and releases the store when dropped.
+#[test]
+fn the_pruning_thread_follows_the_commits_and_lets_go_of_the_store() {
+    let mut chain = long_chain();
+    let (_dir, _path, store) = new_store(&chain);
+    commit_all(&store, &chain);
+    let store = std::sync::Arc::new(store);
+    let wait_for = |store: &Store, through: u64| {
+        let deadline = Instant::now() + std::time::Duration::from_secs(120);
+        while store.pruned_through().unwrap() != through {
+            assert!(
+                Instant::now() < deadline,
+                "pruned through {}, expected {through}",
+                store.pruned_through().unwrap()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    let pruner = StatePruner::start(store.clone(), 0).unwrap();
+    let caught_up = prunable_through(chain.height());
+    assert!(caught_up > 0);
+    wait_for(&store, caught_up);
+
+    let trigger = pruner.trigger();
+    let target = chain.height() + STATE_PRUNE_BATCH_VERSIONS;
+    while chain.height() < target {
+        let content = chain.height().to_be_bytes();
+        let tx = attest(&mut chain, &content);
+        assert!(chain.commit(vec![tx]).iter().all(Result::is_ok));
+        commit_height(&store, &chain, chain.height());
+        trigger.committed();
+    }
+    let later = prunable_through(chain.height());
+    assert_eq!(later, caught_up + STATE_PRUNE_BATCH_VERSIONS);
+    wait_for(&store, later);
+
+    drop(pruner);
+    let store = std::sync::Arc::try_unwrap(store)
+        .unwrap_or_else(|_| panic!("the stopped pruner still holds the store"));
+    assert_eq!(
+        store.verify_chain().unwrap().heights_checked,
+        chain.height()
+    );
+}
+
+/// A node lagging the head by its phase prunes a batch only once the head is that many heights
+/// past where the batch became prunable.
+#[test]
+fn a_pruning_phase_delays_each_batch_by_that_many_heights() {
+    let chain = long_chain();
+    let (_dir, _path, store) = new_store(&chain);
+    let phase = 5;
+    for height in 1..=chain.height() {
+        commit_height(&store, &chain, height);
+        let before = store.pruned_through().unwrap();
+        while prune_due_batch(&store, phase).unwrap().is_some() {}
+        let after = store.pruned_through().unwrap();
+        assert_eq!(after, prunable_through(height.saturating_sub(phase)));
+        if after > before {
+            assert_eq!(
+                height,
+                after + STATE_VERSIONS_KEPT + phase,
+                "batch through {after} pruned at height {height}"
+            );
+        }
+    }
+    assert!(store.pruned_through().unwrap() > 0);
 }

@@ -7,7 +7,9 @@
 //! below the head, by `verify_chain`.
 
 mod store_common;
-use ipledger_node::store::{table_names, Store, StoreError};
+use ipledger_node::store::{
+    prunable_through, table_names, Store, StoreError, STATE_PRUNE_BATCH_VERSIONS,
+};
 use ledger_core::crypto::Digest;
 use ledger_core::encoding;
 use ledger_core::receipt::verify_receipt;
@@ -340,6 +342,24 @@ fn the_head_check_catches_head_records_that_redb_cannot_tell_are_wrong() {
     let error = open_error(&edited);
     eprintln!("head pointer edited: {error}");
     assert_eq!(corrupt_table(&error), table_names::BLOCKS);
+
+    // The pruning marker claims more than the head allows, or a part of a batch: verify-store
+    // would then accept the recent versions' nodes missing.
+    for claimed in [
+        prunable_through(head) + STATE_PRUNE_BATCH_VERSIONS,
+        prunable_through(head) + 1,
+    ] {
+        let edited = rewritten(&path, dir.path(), |txn| {
+            txn.open_table(META)
+                .unwrap()
+                .insert("pruned_through", claimed.to_be_bytes().as_slice())
+                .unwrap();
+        });
+        let error = open_error(&edited);
+        eprintln!("pruning marker edited: {error}");
+        assert_eq!(corrupt_table(&error), table_names::META);
+        assert!(error.to_string().contains("pruned_through"), "{error}");
+    }
 
     // The ledger head in state claims another time (the state root, from nodes, still matches).
     let key_hash = *Digest::sha256(&StateKey::LedgerHead.encode()).as_bytes();

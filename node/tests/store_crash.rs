@@ -1,16 +1,19 @@
 //! Commits are atomic and durable: a writer killed with SIGKILL in the middle of committing
-//! blocks loses nothing it acknowledged, and the store it leaves opens and verifies.
+//! blocks (and of pruning behind them) loses nothing it acknowledged, and the store it leaves
+//! opens and verifies.
 //!
 //! The test re-runs its own binary as a child (selected by [`CHILD_STORE_ENV`]) that commits
 //! blocks in a loop and prints each height once `commit_block` has returned; the parent kills it
 //! after a number of heights, reopens the store, and checks every printed height.
 
 mod store_common;
+use ipledger_node::pruner::StatePruner;
 use ipledger_node::store::Store;
 use ledger_core::testkit::TestChain;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use store_common::*;
 
@@ -47,7 +50,7 @@ fn extend(chain: &mut TestChain) {
 }
 
 fn child(path: &Path) {
-    let store = Store::open(path).expect("child opens the store");
+    let store = Arc::new(Store::open(path).expect("child opens the store"));
     let mut chain = TestChain::new(4);
     store.init_genesis(&chain.genesis).expect("genesis");
     let head = store.head_height().unwrap();
@@ -59,10 +62,14 @@ fn child(path: &Path) {
         chain.blocks.last().map(|b| b.header.hash()),
         "the child rebuilt the chain the store holds"
     );
+    // Pruning runs behind the commits as in a node, so kills land in its transactions too.
+    let pruner = StatePruner::start(store.clone(), 0).expect("pruning thread");
+    let prune = pruner.trigger();
     for _ in 0..CHILD_BLOCKS_MAX {
         extend(&mut chain);
         let height = chain.height();
         commit_height(&store, &chain, height);
+        prune.committed();
         println!("{ACK}{height}");
     }
 }
@@ -77,6 +84,7 @@ fn a_writer_killed_mid_commit_keeps_every_acknowledged_block() {
     let path = dir.path().join("store.redb");
     let mut acknowledged: Vec<u64> = Vec::new();
     let mut landed_unacknowledged = 0;
+    let mut pruned_through = 0;
     for (round, (kill_after, delay)) in ROUNDS.iter().enumerate() {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args([
@@ -160,15 +168,21 @@ fn a_writer_killed_mid_commit_keeps_every_acknowledged_block() {
         eprintln!(
             "round {round}: killed {delay:?} after {kill_after} acknowledgements read, {} in \
              all (last {last}), \
-             head {head}, open with integrity check {opened:?}, verify_chain {:?} ({} blocks, \
-             {} txs)",
+             head {head}, pruned through {}, open with integrity check {opened:?}, \
+             verify_chain {:?} ({} blocks, {} txs)",
             this_round.len(),
+            store.pruned_through().unwrap(),
             started.elapsed(),
             report.heights_checked,
             report.transactions
         );
         assert_eq!(report.heights_checked, head);
+        pruned_through = store.pruned_through().unwrap();
     }
+    assert!(
+        pruned_through > 0,
+        "the children's pruning threads pruned something"
+    );
     eprintln!(
         "{landed_unacknowledged} of {} kills left a committed block that was not yet acknowledged",
         ROUNDS.len()

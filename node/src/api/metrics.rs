@@ -7,6 +7,7 @@
 //! | `ipledger_head_time_ms` | gauge | the head block's time, Unix milliseconds |
 //! | `ipledger_transactions_committed_total` | counter | transactions committed since genesis |
 //! | `ipledger_mempool_transactions` | gauge | transactions waiting in the mempool |
+//! | `ipledger_state_pruned_through_version` | gauge | the newest state version whose replaced tree nodes are deleted (pruning runs behind the commits; a gap to the height that keeps growing means pruning fails, and the log says why) |
 //! | `ipledger_transactions_admitted_total` | counter | submissions admitted by this API |
 //! | `ipledger_admission_rejections_total{code}` | counter | submissions refused, by code |
 //! | `ipledger_http_connections` | gauge | HTTP connections open |
@@ -147,6 +148,7 @@ struct ChainValues {
     height: u64,
     head_time_ms: u64,
     committed: u64,
+    pruned_through: u64,
 }
 
 impl ChainCollector {
@@ -160,6 +162,9 @@ impl ChainCollector {
             height,
             head_time_ms: head.time_ms,
             committed: head.frontier.size(),
+            pruned_through: snapshot
+                .pruned_through()
+                .map_err(|error| error.to_string())?,
         })
     }
 }
@@ -186,6 +191,11 @@ impl Collector for ChainCollector {
                 "ipledger_mempool_transactions",
                 "Transactions waiting in the mempool",
                 mempool as u64,
+            ),
+            (
+                "ipledger_state_pruned_through_version",
+                "The newest state version whose replaced tree nodes are deleted",
+                values.pruned_through,
             ),
         ];
         for (name, help, value) in gauges {

@@ -16,6 +16,7 @@ use super::misbehaviour::{self, MisbehaviourLog};
 use super::signing::{verify_bytes, ConsensusSigner};
 use super::streaming::{ExecutionWorker, STREAMING_EXECUTIONS_MAX};
 use crate::mempool::{signed_hash, Mempool};
+use crate::pruner::PruneTrigger;
 use crate::store::Store;
 use anyhow::{bail, Context as _, Result};
 use bytes::Bytes;
@@ -192,13 +193,15 @@ pub struct ConsensusApp {
     budget: ProposalBudget,
     /// This node's latest fresh proposal at a height not yet decided, to learn from its fate.
     own_proposal: Option<OwnProposal>,
+    /// Wakes the pruning of replaced state-tree nodes after each commit.
+    prune: PruneTrigger,
     /// How this validator lies, if it was built to (tests only).
     #[cfg(feature = "byzantine")]
     pub(super) liar: Option<Arc<super::byzantine::Liar>>,
 }
 
 impl ConsensusApp {
-    /// Wires the application to its store, mempool and clock.
+    /// Wires the application to its store, mempool, clock and pruner.
     pub fn new(
         genesis: Arc<Genesis>,
         store: Arc<Store>,
@@ -206,6 +209,7 @@ impl ConsensusApp {
         mempool: Arc<Mutex<Mempool>>,
         reports: AppReports,
         clock_ms: Arc<dyn Fn() -> u64 + Send + Sync>,
+        prune: PruneTrigger,
     ) -> ConsensusApp {
         let ctx = IpledgerContext::new(genesis.chain_id.as_str().into());
         let block_txs_max =
@@ -225,6 +229,7 @@ impl ConsensusApp {
             early: None,
             budget: ProposalBudget::new(block_txs_max),
             own_proposal: None,
+            prune,
             #[cfg(feature = "byzantine")]
             liar: None,
         };
@@ -995,6 +1000,7 @@ impl ConsensusApp {
         self.store
             .commit_block(&decided, &ledger_certificate)
             .with_context(|| format!("durable commit of block {height} failed"))?;
+        self.prune.committed();
         let tx_ids = decided.tx_ids.clone();
         {
             let mut mempool = self.mempool.lock().expect("mempool lock");

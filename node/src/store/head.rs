@@ -3,7 +3,10 @@
 
 use super::error::{corrupt, StoreError};
 use super::snapshot::{key_height, Snapshot};
-use super::tables::{name, META_GENESIS, META_GENESIS_HASH, META_HEAD};
+use super::tables::{
+    name, prunable_through, META_GENESIS, META_GENESIS_HASH, META_HEAD, META_PRUNED_THROUGH,
+    STATE_PRUNE_BATCH_VERSIONS,
+};
 use ledger_core::block::{Block, BlockHeader, CommitCertificate};
 use ledger_core::crypto::Digest;
 use ledger_core::execute::execute_genesis;
@@ -29,6 +32,7 @@ pub(crate) fn check_head(snapshot: &Snapshot) -> Result<(), StoreError> {
     let genesis = check_genesis(snapshot)?;
     let head = snapshot.head_height()?;
     check_head_pointer(snapshot, head)?;
+    check_pruned_through(snapshot, head)?;
     let (state_root, ledger_root, ledger_size, time_ms) = if head == 0 {
         let memory = MemoryStateStore::new();
         let (root, _) =
@@ -193,6 +197,24 @@ pub(crate) fn check_head_pointer(snapshot: &Snapshot, head: u64) -> Result<(), S
                 None => "no block".into(),
             },
             format!("but {META_HEAD} in table {} is {head}", name::META),
+        ));
+    }
+    Ok(())
+}
+
+/// Pruning moved in whole batches and never past what the head allows: a marker beyond it would
+/// make `verify-store` accept missing nodes that readers of the recent versions need.
+fn check_pruned_through(snapshot: &Snapshot, head: u64) -> Result<(), StoreError> {
+    let pruned = snapshot.pruned_through()?;
+    let allowed = prunable_through(head);
+    if pruned % STATE_PRUNE_BATCH_VERSIONS != 0 || pruned > allowed {
+        return Err(corrupt(
+            name::META,
+            META_PRUNED_THROUGH,
+            format!(
+                "{pruned}, but pruning moves in batches of {STATE_PRUNE_BATCH_VERSIONS} \
+                 versions and reaches at most version {allowed} at head {head}"
+            ),
         ));
     }
     Ok(())

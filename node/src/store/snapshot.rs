@@ -5,8 +5,8 @@ use super::error::{corrupt, DbContext, StoreError};
 use super::tables::{
     decode, decode_node, name, node_key_path, read_meta_u64, StoredHeader, TxLocation,
     ASSETS_BY_OWNER, ASSETS_PAGE_MAX, BLOCKS, CERTIFICATES, HEADERS, LEDGER_NODES, META,
-    META_FORMAT, META_GENESIS, META_GENESIS_HASH, META_HEAD, STATE_NODES, STATE_STALE,
-    STATE_VALUES, TX_INDEX, VALIDATOR_CHANGES,
+    META_FORMAT, META_GENESIS, META_GENESIS_HASH, META_HEAD, META_PRUNED_THROUGH, STATE_NODES,
+    STATE_STALE, STATE_VALUES, TX_INDEX, VALIDATOR_CHANGES,
 };
 use jmt::storage::{LeafNode, Node, NodeKey};
 use jmt::KeyHash;
@@ -123,6 +123,16 @@ impl Snapshot {
     pub fn head_height(&self) -> Result<u64, StoreError> {
         let bytes = self.meta(META_HEAD)?.ok_or(StoreError::NoGenesis)?;
         read_meta_u64(&bytes, META_HEAD)
+    }
+
+    /// The newest state version whose replaced nodes are deleted (0: none yet): the tree reads
+    /// whole at this version and every later one. Pruning runs behind the commits, so it may
+    /// lag [`super::prunable_through`] the head (checked on open never to pass it).
+    pub fn pruned_through(&self) -> Result<u64, StoreError> {
+        let bytes = self
+            .meta(META_PRUNED_THROUGH)?
+            .ok_or_else(|| corrupt(name::META, META_PRUNED_THROUGH, "missing"))?;
+        read_meta_u64(&bytes, META_PRUNED_THROUGH)
     }
 
     /// The committed block at `height`.

@@ -21,30 +21,37 @@ use serde::{Deserialize, Serialize};
 /// transaction index), so a version-2 state tree holds keys that this build's re-execution
 /// never writes, and its state roots differ. Version 4: replaced nodes are pruned in batches
 /// ([`STATE_PRUNE_BATCH_VERSIONS`]), so a version-3 file lacks nodes that `verify-store` now
-/// expects kept.
-pub const STORE_FORMAT_VERSION: u32 = 4;
+/// expects kept. Version 5: pruning runs behind the commits in its own transactions and records
+/// how far it got (`META_PRUNED_THROUGH`); a version-4 file pruned inside each commit, so it is
+/// pruned through [`prunable_through`] of its head, and [`super::Store::open`] upgrades it by
+/// writing that marker (an older build would never prune what a version-5 file left behind).
+pub const STORE_FORMAT_VERSION: u32 = 5;
+
+/// The format before [`STORE_FORMAT_VERSION`], which [`super::Store::open`] upgrades in place.
+pub(crate) const STORE_FORMAT_UPGRADABLE: u32 = 4;
 
 /// State-tree versions before the head whose nodes are always kept: after block `h` commits,
-/// the tree can be read at least at versions `h - STATE_VERSIONS_KEPT ..= h` (exactly
-/// [`pruned_through`]`(h) ..= h`). Everything the node reads is at the head (execution,
+/// the tree can be read at least at versions `h - STATE_VERSIONS_KEPT ..= h` (at least
+/// [`prunable_through`]`(h) ..= h`; pruning may lag behind). Everything the node reads is at the head (execution,
 /// admission, state proofs), and a snapshot is a redb read transaction that keeps its own view
 /// while later commits prune, so a small margin suffices; the rest of the history is in the
 /// blocks, from which `verify-store` re-executes it.
 pub const STATE_VERSIONS_KEPT: u64 = 8;
 
-/// Replaced state-tree nodes are deleted in batches of this many versions, by the commit of
-/// every block whose [`pruned_through`] reaches a new multiple of it. A node sits in a page with
+/// Replaced state-tree nodes are deleted in batches of this many versions, each in its own write
+/// transaction, once [`prunable_through`] the head reaches the batch's last version. A node sits in a page with
 /// nodes written in the same block, which go stale at scattered later heights; deleting one
 /// version's worth per commit rewrote a page for nearly every node deleted, and a batch rewrites
 /// each page it touches once. On a ledger of 10 million transactions pruning per version was
 /// about a third of the bytes written per transaction (docs/PERFORMANCE.md).
 pub const STATE_PRUNE_BATCH_VERSIONS: u64 = 16;
 
-/// The newest version whose replaced nodes are pruned once block `height` is committed: nodes
-/// stale since a version at or below it are gone (0: nothing is pruned yet). A multiple of
-/// [`STATE_PRUNE_BATCH_VERSIONS`], at most `height - STATE_VERSIONS_KEPT`. It is also the oldest
-/// version whose tree is whole: every node of the tree at version `v` goes stale after `v`.
-pub fn pruned_through(height: u64) -> u64 {
+/// The newest version whose replaced nodes may be pruned once block `height` is the head: nodes
+/// stale since a version at or below it may be deleted (0: none yet). A multiple of
+/// [`STATE_PRUNE_BATCH_VERSIONS`], at most `height - STATE_VERSIONS_KEPT`. The store records how
+/// far it actually pruned (`META_PRUNED_THROUGH`, at most this); that version is the oldest whose
+/// tree is whole, since every node of the tree at version `v` goes stale after `v`.
+pub fn prunable_through(height: u64) -> u64 {
     let due = height.saturating_sub(STATE_VERSIONS_KEPT);
     due - due % STATE_PRUNE_BATCH_VERSIONS
 }
@@ -87,7 +94,8 @@ pub mod name {
     pub const ASSETS_BY_OWNER: &str = "assets_by_owner";
 }
 
-/// Store-wide records by name: format version, genesis, genesis hash, head height.
+/// Store-wide records by name: format version, genesis, genesis hash, head height, pruned-through
+/// version.
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new(name::META);
 /// [`STORE_FORMAT_VERSION`] as 4 big-endian bytes.
 pub(crate) const META_FORMAT: &str = "format_version";
@@ -97,6 +105,9 @@ pub(crate) const META_GENESIS: &str = "genesis";
 pub(crate) const META_GENESIS_HASH: &str = "genesis_hash";
 /// The height of the last committed block (0: genesis only), 8 big-endian bytes.
 pub(crate) const META_HEAD: &str = "head_height";
+/// The newest state version whose replaced nodes are deleted, 8 big-endian bytes: a multiple of
+/// [`STATE_PRUNE_BATCH_VERSIONS`], at most [`prunable_through`] the head.
+pub(crate) const META_PRUNED_THROUGH: &str = "pruned_through";
 
 /// Height → the block, canonical encoding.
 pub(crate) const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new(name::BLOCKS);
@@ -119,8 +130,8 @@ pub(crate) const STATE_NODES: TableDefinition<(u64, &[u8]), &[u8]> =
 /// range (h, 0)..=(h, v).
 pub(crate) const STATE_VALUES: TableDefinition<([u8; 32], u64), Option<&[u8]>> =
     TableDefinition::new(name::STATE_VALUES);
-/// Nodes made stale: (stale_since_version, node version, borsh nibble path) → (). Pruning (a
-/// later issue) deletes the nodes of entries whose stale_since_version is old enough.
+/// Nodes made stale: (stale_since_version, node version, borsh nibble path) → (). Pruning
+/// deletes the nodes of entries whose stale_since_version is old enough, and the entries.
 pub(crate) const STATE_STALE: TableDefinition<(u64, u64, &[u8]), ()> =
     TableDefinition::new(name::STATE_STALE);
 /// Ledger-wide RFC 9162 tree: (level, index) → the completed subtree's hash, canonical digest.
@@ -243,7 +254,7 @@ mod tests {
     fn pruning_moves_in_whole_batches_and_keeps_the_recent_versions() {
         let mut previous = 0;
         for height in 0..10 * STATE_PRUNE_BATCH_VERSIONS {
-            let through = pruned_through(height);
+            let through = prunable_through(height);
             assert_eq!(through % STATE_PRUNE_BATCH_VERSIONS, 0, "height {height}");
             assert!(through + STATE_VERSIONS_KEPT <= height.max(STATE_VERSIONS_KEPT));
             assert!(
@@ -257,11 +268,11 @@ mod tests {
             previous = through;
         }
         assert_eq!(
-            pruned_through(STATE_VERSIONS_KEPT + STATE_PRUNE_BATCH_VERSIONS - 1),
+            prunable_through(STATE_VERSIONS_KEPT + STATE_PRUNE_BATCH_VERSIONS - 1),
             0
         );
         assert_eq!(
-            pruned_through(STATE_VERSIONS_KEPT + STATE_PRUNE_BATCH_VERSIONS),
+            prunable_through(STATE_VERSIONS_KEPT + STATE_PRUNE_BATCH_VERSIONS),
             STATE_PRUNE_BATCH_VERSIONS
         );
     }

@@ -5,7 +5,7 @@ use super::error::{corrupt, DbContext, StoreError};
 use super::head::{check_block_body, check_genesis, check_head_pointer};
 use super::index::owner_changes;
 use super::snapshot::{key_height, Snapshot};
-use super::tables::{decode_node, name, node_key_path, pruned_through, META_GENESIS};
+use super::tables::{decode_node, name, node_key_path, META_GENESIS};
 use ledger_core::block::Block;
 use ledger_core::crypto::Digest;
 use ledger_core::encoding;
@@ -44,7 +44,8 @@ pub struct VerifyReport {
 /// What re-execution wrote, to compare with what the tables hold.
 #[derive(Default)]
 struct Expected {
-    /// Stale entries since this version or older, and their nodes, were pruned by the commits.
+    /// Stale entries since this version or older, and their nodes, were pruned (the store's
+    /// `pruned_through`, which the open's head check bounds by the head).
     pruned_through: u64,
     /// Re-executed nodes not in `state_nodes`: each must turn out pruned (go stale at or
     /// before `pruned_through`) by the end of the chain. Keyed by (version, nibble path).
@@ -70,7 +71,7 @@ pub(crate) fn verify_chain(snapshot: &Snapshot) -> Result<VerifyReport, StoreErr
     let mut memory = MemoryStateStore::new();
     let mut merkle = MemoryMerkleStore::default();
     let mut expected = Expected {
-        pruned_through: pruned_through(head),
+        pruned_through: snapshot.pruned_through()?,
         ..Expected::default()
     };
     let (_, update) = execute_genesis(&StateTree::new(&memory, None), &genesis)

@@ -1,0 +1,201 @@
+//! Prunes replaced state-tree nodes behind the commits, on a thread of its own.
+//!
+//! Deleting a batch of [`STATE_PRUNE_BATCH_VERSIONS`] versions' stale nodes takes several times
+//! as long as committing a block (it rewrites every page the batch's nodes sit in). Inside the
+//! commit it held back one block in sixteen, and every transaction in it: that was the tail of
+//! the submit-to-commit latency (docs/PERFORMANCE.md). Here the commit is answered first, and the
+//! batch is deleted in its own write transaction ([`Store::prune_next_batch`]) while consensus
+//! moves on to the next height; the next commit waits for it only if it is still running then.
+//!
+//! Validators prune at different heights: each lags the head by its own phase, spread over the
+//! batch by its place among the admitted validators. Four validators pruning the same batch at
+//! the same height slowed that height for all of them (on a shared machine, they also competed
+//! for its cores); staggered, at most about one validator in each height is busy pruning, and
+//! the others still make a quorum on time.
+//!
+//! Pruning decides nothing about the ledger: every validator prunes on its own schedule, and a
+//! crash or a failed prune leaves a store that is merely less pruned, which the next batch (or
+//! the next start) catches up.
+
+use crate::store::{prunable_through, Store, StoreError, STATE_PRUNE_BATCH_VERSIONS};
+use ledger_core::crypto::PublicKey;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use tracing::{debug, error};
+
+/// The pruning thread of a node. Dropping it stops the thread between batches and waits for it,
+/// so no transaction of it outlives its owner's hold on the store.
+pub struct StatePruner {
+    signal: Arc<PruneSignal>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// What wakes the pruning thread.
+#[derive(Default)]
+struct PruneSignal {
+    state: Mutex<SignalState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct SignalState {
+    /// A block was committed since the thread last looked for due batches.
+    committed: bool,
+    /// The owner is stopping: end after the current batch.
+    stopping: bool,
+}
+
+/// Tells the pruning thread that a block was committed (held by the consensus application).
+#[derive(Clone)]
+pub struct PruneTrigger(Arc<PruneSignal>);
+
+impl PruneTrigger {
+    /// A block was committed: prune whatever batch its height makes due. Never blocks on the
+    /// pruning itself.
+    pub fn committed(&self) {
+        self.0.state.lock().expect("prune signal lock").committed = true;
+        self.0.changed.notify_one();
+    }
+}
+
+impl StatePruner {
+    /// Starts the thread; it first prunes whatever is already due (a store the last run left
+    /// behind), then a batch whenever a commit makes one due. It prunes a batch `phase` heights
+    /// later than the head allows (see [`pruning_phase`]); `phase` is below
+    /// [`STATE_PRUNE_BATCH_VERSIONS`].
+    pub fn start(store: Arc<Store>, phase: u64) -> std::io::Result<StatePruner> {
+        assert!(phase < STATE_PRUNE_BATCH_VERSIONS, "pruning phase {phase}");
+        let signal = Arc::new(PruneSignal {
+            state: Mutex::new(SignalState {
+                committed: true,
+                stopping: false,
+            }),
+            changed: Condvar::new(),
+        });
+        let thread = std::thread::Builder::new()
+            .name("state-pruner".into())
+            .spawn({
+                let signal = signal.clone();
+                move || prune_until_stopped(&store, phase, &signal)
+            })?;
+        Ok(StatePruner {
+            signal,
+            thread: Some(thread),
+        })
+    }
+
+    /// The handle that wakes this pruner after each commit.
+    pub fn trigger(&self) -> PruneTrigger {
+        PruneTrigger(self.signal.clone())
+    }
+}
+
+impl Drop for StatePruner {
+    fn drop(&mut self) {
+        self.signal
+            .state
+            .lock()
+            .expect("prune signal lock")
+            .stopping = true;
+        self.signal.changed.notify_one();
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                error!("the state-pruning thread panicked");
+            }
+        }
+    }
+}
+
+/// How many heights a node lags the head before pruning a batch: validator `i` of the `n` keys
+/// admitted at the head (in key order) gets `i * STATE_PRUNE_BATCH_VERSIONS / n`, so the
+/// validators' batches are spread evenly over the heights; a node that is not a validator gets 0.
+pub fn pruning_phase(admitted: &BTreeSet<PublicKey>, own: &PublicKey) -> u64 {
+    let Some(index) = admitted.iter().position(|key| key == own) else {
+        return 0;
+    };
+    let phase = index as u64 * STATE_PRUNE_BATCH_VERSIONS / admitted.len() as u64;
+    assert!(phase < STATE_PRUNE_BATCH_VERSIONS);
+    phase
+}
+
+/// Prunes the next batch if the head, `phase` heights back, allows it: the new
+/// `pruned_through`, or `None` when no batch is due yet. What the pruning thread does after
+/// each commit until it returns `None`.
+pub fn prune_due_batch(store: &Store, phase: u64) -> Result<Option<u64>, StoreError> {
+    let snapshot = store.snapshot()?;
+    let due = prunable_through(snapshot.head_height()?.saturating_sub(phase));
+    if snapshot.pruned_through()? >= due {
+        return Ok(None);
+    }
+    drop(snapshot);
+    store.prune_next_batch()
+}
+
+/// The thread: waits for a commit, prunes every batch due one transaction at a time, and ends
+/// when its owner stops. A failed batch is reported and tried again after the next commit; the
+/// commit path reports a store that cannot be written at all, and stops the node.
+fn prune_until_stopped(store: &Store, phase: u64, signal: &PruneSignal) {
+    loop {
+        {
+            let mut state = signal.state.lock().expect("prune signal lock");
+            while !state.committed && !state.stopping {
+                state = signal.changed.wait(state).expect("prune signal lock");
+            }
+            if state.stopping {
+                return;
+            }
+            state.committed = false;
+        }
+        loop {
+            match prune_due_batch(store, phase) {
+                Ok(Some(through)) => {
+                    debug!(
+                        through,
+                        batch = STATE_PRUNE_BATCH_VERSIONS,
+                        "pruned replaced state-tree nodes"
+                    );
+                }
+                Ok(None) => break,
+                Err(problem) => {
+                    error!(error = %problem, "pruning replaced state-tree nodes failed; will try again after the next commit");
+                    break;
+                }
+            }
+            if signal.state.lock().expect("prune signal lock").stopping {
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ledger_core::crypto::SigningKey;
+
+    fn keys(count: u8) -> Vec<PublicKey> {
+        (0..count)
+            .map(|seed| SigningKey::from_seed([seed; 32]).public_key())
+            .collect()
+    }
+
+    #[test]
+    fn phases_spread_the_validators_over_the_batch() {
+        let four = keys(4);
+        let admitted: BTreeSet<PublicKey> = four.iter().copied().collect();
+        let mut phases: Vec<u64> = four
+            .iter()
+            .map(|key| pruning_phase(&admitted, key))
+            .collect();
+        phases.sort_unstable();
+        assert_eq!(phases, [0, 4, 8, 12]);
+        let outsider = keys(5)[4];
+        assert_eq!(pruning_phase(&admitted, &outsider), 0);
+        // More validators than versions in a batch: still every phase below the batch.
+        let many: BTreeSet<PublicKey> = keys(40).into_iter().collect();
+        for key in &many {
+            assert!(pruning_phase(&many, key) < STATE_PRUNE_BATCH_VERSIONS);
+        }
+    }
+}
