@@ -32,13 +32,12 @@ pub struct StatePruner {
 }
 
 /// What wakes the pruning thread.
-#[derive(Default)]
 struct PruneSignal {
     state: Mutex<SignalState>,
     changed: Condvar,
 }
 
-#[derive(Default)]
+/// Why the pruning thread should wake, under [`PruneSignal::state`].
 struct SignalState {
     /// A block was committed since the thread last looked for due batches.
     committed: bool,
