@@ -35,8 +35,9 @@
 //!
 //! [`Store::open`] runs redb's integrity check (every page checksum, the allocator rebuilt), then
 //! checks the head: the head block and header decode and hash as stored, the certificate
-//! certifies it under the validator set the state at that version schedules, and the state and
-//! ledger-tree roots at the head are the header's. [`Store::verify_chain`] re-executes the whole
+//! certifies it under the validator set the state at that version schedules, the state and
+//! ledger-tree roots at the head are the header's, and pruning's marker is within what the head
+//! allows. [`Store::verify_chain`] re-executes the whole
 //! chain for `ipledger-node verify-store`.
 
 mod error;
@@ -95,9 +96,11 @@ impl Store {
     /// its certificate is stored and certifies it (under the validator set the state at the
     /// head schedules for it), the state tree's root at the head version equals
     /// `header.state_root`, and the ledger-tree frontier in state has `header.ledger_root` and
-    /// `header.ledger_size` (and agrees with the stored ledger nodes). Any failure is an error
-    /// naming the table and key, and the store is not returned. The page cache is the default
-    /// of a node's `[store] cache_mib`.
+    /// `header.ledger_size` (and agrees with the stored ledger nodes), and `pruned_through` is a
+    /// whole batch within what the head allows. Any failure is an error naming the table and
+    /// key, and the store is not returned. A file of the previous format is upgraded in place
+    /// first (see [`STORE_FORMAT_VERSION`]). The page cache is the default of a node's
+    /// `[store] cache_mib`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         Store::open_with_cache(path, StoreConfig::default().cache_bytes())
     }
