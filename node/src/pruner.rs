@@ -17,7 +17,7 @@
 //! crash or a failed prune leaves a store that is merely less pruned, which the next batch (or
 //! the next start) catches up.
 
-use crate::store::{prunable_through, Store, StoreError, STATE_PRUNE_BATCH_VERSIONS};
+use crate::store::{Store, STATE_PRUNE_BATCH_VERSIONS};
 use ledger_core::crypto::PublicKey;
 use std::collections::BTreeSet;
 use std::sync::{Arc, Condvar, Mutex};
@@ -118,19 +118,6 @@ pub fn pruning_phase(admitted: &BTreeSet<PublicKey>, own: &PublicKey) -> u64 {
     phase
 }
 
-/// Prunes the next batch if the head, `phase` heights back, allows it: the new
-/// `pruned_through`, or `None` when no batch is due yet. What the pruning thread does after
-/// each commit until it returns `None`.
-pub fn prune_due_batch(store: &Store, phase: u64) -> Result<Option<u64>, StoreError> {
-    let snapshot = store.snapshot()?;
-    let due = prunable_through(snapshot.head_height()?.saturating_sub(phase));
-    if snapshot.pruned_through()? >= due {
-        return Ok(None);
-    }
-    drop(snapshot);
-    store.prune_next_batch()
-}
-
 /// The thread: waits for a commit, prunes every batch due one transaction at a time, and ends
 /// when its owner stops. A failed batch is reported and tried again after the next commit; the
 /// commit path reports a store that cannot be written at all, and stops the node.
@@ -147,7 +134,7 @@ fn prune_until_stopped(store: &Store, phase: u64, signal: &PruneSignal) {
             state.committed = false;
         }
         loop {
-            match prune_due_batch(store, phase) {
+            match store.prune_next_batch(phase) {
                 Ok(Some(through)) => {
                     debug!(
                         through,

@@ -175,9 +175,10 @@ impl Store {
                     Some(STORE_FORMAT_UPGRADABLE) => {
                         // That format pruned inside every commit, through exactly what its head
                         // allowed.
-                        let head = match snapshot.has_genesis()? {
-                            true => snapshot.head_height()?,
-                            false => 0,
+                        let head = if snapshot.has_genesis()? {
+                            snapshot.head_height()?
+                        } else {
+                            0
                         };
                         drop(snapshot);
                         let txn = self.begin_durable_write()?;
@@ -434,26 +435,27 @@ impl Store {
     }
 
     /// Deletes the state-tree nodes replaced in the oldest batch of [`STATE_PRUNE_BATCH_VERSIONS`]
-    /// versions not yet pruned, if the head allows it ([`prunable_through`]), and advances
-    /// `pruned_through` to the batch's last version, in one durable write transaction of its
-    /// own. Returns the new `pruned_through`, or `None` when no batch is due. Block commits wait
-    /// for it (redb has one writer), so the node runs it behind them, one batch at a time.
-    pub fn prune_next_batch(&self) -> Result<Option<u64>, StoreError> {
+    /// versions not yet pruned, if the head `lag` heights back allows it ([`prunable_through`]),
+    /// and advances `pruned_through` to the batch's last version, in one durable write
+    /// transaction of its own. Returns the new `pruned_through`, or `None` when no batch is due.
+    /// Block commits wait for it (redb has one writer), so the node runs it behind them, one
+    /// batch at a time, each validator with its own lag (`crate::pruner::pruning_phase`).
+    pub fn prune_next_batch(&self, lag: u64) -> Result<Option<u64>, StoreError> {
+        // Most calls find nothing due: they learn it from a snapshot, without the write lock.
+        if next_prune_batch(&self.snapshot()?, lag)?.is_none() {
+            return Ok(None);
+        }
         let txn = self.begin_durable_write()?;
         // Taken while holding the write lock, so it sees exactly the head this prune follows.
         let before = self.snapshot()?;
-        let head = before.head_height()?;
-        let pruned = before.pruned_through()?;
-        let allowed = prunable_through(head);
-        assert!(pruned <= allowed, "pruned through {pruned} past {allowed}");
-        if pruned == allowed {
+        let Some(first) = next_prune_batch(&before, lag)? else {
             drop(before);
             txn.abort()
                 .db("ending a write transaction that pruned nothing")?;
             return Ok(None);
-        }
-        let last = pruned + STATE_PRUNE_BATCH_VERSIONS;
-        prune_state_nodes(&txn, pruned + 1, last)?;
+        };
+        let last = first + STATE_PRUNE_BATCH_VERSIONS - 1;
+        prune_state_nodes(&txn, first, last)?;
         txn.open_table(META)
             .db("opening table meta")?
             .insert(META_PRUNED_THROUGH, meta_u64(last).as_slice())
@@ -512,6 +514,19 @@ fn write_state_update(txn: &WriteTransaction, update: &StateTreeUpdate) -> Resul
             .db("writing table state_stale_nodes")?;
     }
     Ok(())
+}
+
+/// The first version of the batch due for pruning at `snapshot`'s head `lag` heights back, if
+/// one is.
+fn next_prune_batch(snapshot: &Snapshot, lag: u64) -> Result<Option<u64>, StoreError> {
+    let head = snapshot.head_height()?;
+    let pruned = snapshot.pruned_through()?;
+    assert!(
+        pruned <= prunable_through(head),
+        "pruned through {pruned}, past what head {head} allows"
+    );
+    let due = prunable_through(head.saturating_sub(lag));
+    Ok((pruned < due).then_some(pruned + 1))
 }
 
 /// Marks the file as this build's format, pruned through version `pruned_through`.

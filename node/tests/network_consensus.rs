@@ -41,6 +41,15 @@ fn init_logs() {
     }
 }
 
+/// Waits until `done` holds; past [`DEADLINE`], fails with what `what` says then.
+async fn wait_until(what: impl Fn() -> String, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < DEADLINE, "{}", what());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -201,15 +210,14 @@ impl Network {
     }
 
     async fn wait_for_height(&self, indices: &[usize], height: u64) {
-        let started = Instant::now();
-        while !indices.iter().all(|i| self.height(*i) >= height) {
-            let heights: Vec<u64> = indices.iter().map(|i| self.height(*i)).collect();
-            assert!(
-                started.elapsed() < DEADLINE,
-                "nodes {indices:?} stuck at heights {heights:?}, waiting for {height}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_until(
+            || {
+                let heights: Vec<u64> = indices.iter().map(|i| self.height(*i)).collect();
+                format!("nodes {indices:?} stuck at heights {heights:?}, waiting for {height}")
+            },
+            || indices.iter().all(|i| self.height(*i) >= height),
+        )
+        .await;
     }
 
     /// Waits until each `(node, peers)` has that many gossip peers connected.
@@ -307,15 +315,14 @@ async fn four_validators_commit_identical_blocks() {
     network.wait_for_height(&[0, 1, 2, 3], first_batch).await;
     for index in 0..4 {
         let store = &network.node(index).store;
-        let started = Instant::now();
-        while store.pruned_through().unwrap() < STATE_PRUNE_BATCH_VERSIONS {
-            assert!(
-                started.elapsed() < DEADLINE,
-                "node {index} pruned nothing by height {}",
-                store.head_height().unwrap()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_until(
+            || {
+                let head = store.head_height().unwrap();
+                format!("node {index} pruned nothing by height {head}")
+            },
+            || store.pruned_through().unwrap() >= STATE_PRUNE_BATCH_VERSIONS,
+        )
+        .await;
         let pruned = store.pruned_through().unwrap();
         assert!(pruned <= prunable_through(store.head_height().unwrap()));
     }
@@ -421,18 +428,17 @@ async fn a_proposal_after_a_silent_round_holds_at_most_half_a_block() {
         );
     }
     let store = &network.node(0).store;
-    let started = Instant::now();
-    while !txs
-        .iter()
-        .all(|tx| store.tx_location(&tx.id()).unwrap().is_some())
-    {
-        assert!(
-            started.elapsed() < DEADLINE,
-            "the backlog did not commit by height {}",
-            store.head_height().unwrap()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until(
+        || {
+            let head = store.head_height().unwrap();
+            format!("the backlog did not commit by height {head}")
+        },
+        || {
+            txs.iter()
+                .all(|tx| store.tx_location(&tx.id()).unwrap().is_some())
+        },
+    )
+    .await;
     let head = store.head_height().unwrap();
     // Proposers take turns over the validators sorted by key, offset by height and round, so a
     // block's proposer tells the round it was built for, modulo four: the earliest such round
@@ -1029,14 +1035,11 @@ async fn a_node_is_refused_until_governance_admits_it_as_a_validator_then_it_joi
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     network.wait_for_height(&[0, 1, 2, 3], signed_at + 1).await;
-    let started = Instant::now();
-    while newcomer.store.head_height().unwrap() < signed_at {
-        assert!(
-            started.elapsed() < DEADLINE,
-            "the admitted node did not catch up"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until(
+        || "the admitted node did not catch up".into(),
+        || newcomer.store.head_height().unwrap() >= signed_at,
+    )
+    .await;
     for height in 1..=signed_at {
         assert_eq!(
             newcomer.store.block(height).unwrap().map(|b| b.encode()),

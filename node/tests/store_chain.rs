@@ -2,7 +2,7 @@
 //! proofs, receipts), survives reopening, and refuses what does not follow its head.
 
 mod store_common;
-use ipledger_node::pruner::{prune_due_batch, StatePruner};
+use ipledger_node::pruner::StatePruner;
 use ipledger_node::store::{
     prunable_through, table_names, Store, StoreError, TxLocation, STATE_PRUNE_BATCH_VERSIONS,
     STATE_VERSIONS_KEPT, STORE_FORMAT_VERSION,
@@ -495,6 +495,16 @@ fn long_chain() -> TestChain {
     chain
 }
 
+/// `long_chain` committed to a closed store file, pruned as far as its head allows.
+fn pruned_long_store() -> (TestChain, tempfile::TempDir, std::path::PathBuf) {
+    let chain = long_chain();
+    let (dir, path, store) = new_store(&chain);
+    commit_all(&store, &chain);
+    while store.prune_next_batch(0).unwrap().is_some() {}
+    drop(store);
+    (chain, dir, path)
+}
+
 #[test]
 fn replaced_state_nodes_are_pruned_and_what_the_node_reads_stays_whole() {
     let chain = long_chain();
@@ -515,7 +525,7 @@ fn replaced_state_nodes_are_pruned_and_what_the_node_reads_stays_whole() {
     assert_eq!(store.verify_chain().unwrap().heights_checked, head);
     // Pruning catches up one batch per call, and stops where the head allows.
     let mut pruned = 0;
-    while let Some(through) = store.prune_next_batch().unwrap() {
+    while let Some(through) = store.prune_next_batch(0).unwrap() {
         assert_eq!(through, pruned + STATE_PRUNE_BATCH_VERSIONS);
         assert_eq!(store.pruned_through().unwrap(), through);
         pruned = through;
@@ -576,7 +586,7 @@ fn replaced_state_nodes_are_pruned_and_what_the_node_reads_stays_whole() {
     let store = Store::open(&_path).expect("a pruned store reopens");
     assert_eq!(store.head_height().unwrap(), head);
     assert_eq!(store.pruned_through().unwrap(), oldest_kept);
-    assert_eq!(store.prune_next_batch().unwrap(), None);
+    assert_eq!(store.prune_next_batch(0).unwrap(), None);
 }
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new(table_names::META);
@@ -585,11 +595,7 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new(table_names::MET
 /// pruned exactly through what its head allows: opening it records that, and the format.
 #[test]
 fn a_store_of_the_previous_format_is_upgraded_on_open() {
-    let chain = long_chain();
-    let (_dir, path, store) = new_store(&chain);
-    commit_all(&store, &chain);
-    while store.prune_next_batch().unwrap().is_some() {}
-    drop(store);
+    let (chain, _dir, path) = pruned_long_store();
     let db = Database::create(&path).unwrap();
     let txn = db.begin_write().unwrap();
     {
@@ -606,7 +612,7 @@ fn a_store_of_the_previous_format_is_upgraded_on_open() {
         store.pruned_through().unwrap(),
         prunable_through(chain.height())
     );
-    assert_eq!(store.prune_next_batch().unwrap(), None);
+    assert_eq!(store.prune_next_batch(0).unwrap(), None);
     assert_eq!(
         store.verify_chain().unwrap().heights_checked,
         chain.height()
@@ -639,12 +645,8 @@ fn root_key(version: u64) -> (u64, Vec<u8>) {
 
 #[test]
 fn verify_store_refuses_a_pruned_node_left_behind_and_a_kept_node_missing() {
-    let chain = long_chain();
-    let (_dir, path, store) = new_store(&chain);
-    commit_all(&store, &chain);
-    while store.prune_next_batch().unwrap().is_some() {}
+    let (chain, _dir, path) = pruned_long_store();
     let oldest_kept = prunable_through(chain.height());
-    drop(store);
     let edit = |edit: &dyn Fn(&mut StateNodes)| {
         let copy = path.with_extension("edited");
         std::fs::copy(&path, &copy).unwrap();
@@ -746,7 +748,7 @@ fn a_pruning_phase_delays_each_batch_by_that_many_heights() {
     for height in 1..=chain.height() {
         commit_height(&store, &chain, height);
         let before = store.pruned_through().unwrap();
-        while prune_due_batch(&store, phase).unwrap().is_some() {}
+        while store.prune_next_batch(phase).unwrap().is_some() {}
         let after = store.pruned_through().unwrap();
         assert_eq!(after, prunable_through(height.saturating_sub(phase)));
         if after > before {
