@@ -6,14 +6,14 @@
 
 use ipledger_genesis::StoreConfig;
 use ipledger_node::admission;
-use ipledger_node::consensus::app::{Committed, ProposalChecks};
+use ipledger_node::consensus::app::ProposalChecks;
 use ipledger_node::consensus::building::ProposalBudget;
 use ipledger_node::runner::{start, NodeHandle, NodeSetup};
 use ipledger_node::store::{prunable_through, STATE_PRUNE_BATCH_VERSIONS, STATE_VERSIONS_KEPT};
 use ledger_core::genesis::Genesis;
 use ledger_core::genesis::Validator;
 use ledger_core::testkit::{test_genesis, test_key, TEST_ORGANISATIONS};
-use ledger_core::tx::{Action, GovernanceAction, SignedTx};
+use ledger_core::tx::{Action, GovernanceAction, SignedTx, TxId};
 use ledger_core::types::Role;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -223,24 +223,19 @@ impl Network {
     /// Waits until each `(node, peers)` has that many gossip peers connected.
     async fn wait_for_gossip_peers(&self, wanted: &[(usize, usize)]) {
         for &(index, peers) in wanted {
-            let started = Instant::now();
-            loop {
-                let connected = self
-                    .node(index)
+            let connected = || {
+                self.node(index)
                     .network
                     .gossip_status
                     .borrow()
                     .connected
-                    .len();
-                if connected >= peers {
-                    break;
-                }
-                assert!(
-                    started.elapsed() < DEADLINE,
-                    "node {index} has {connected} gossip peers, not {peers}"
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+                    .len()
+            };
+            wait_until(
+                || format!("node {index} has {} gossip peers, not {peers}", connected()),
+                || connected() >= peers,
+            )
+            .await;
         }
     }
 
@@ -350,25 +345,23 @@ async fn a_backlog_is_built_into_blocks_during_commits_and_each_transaction_comm
         submitted_ms.insert(tx.id(), now);
         submit(network.node(i % 4), &network.genesis, tx.clone(), now);
     }
-    let started = Instant::now();
-    let head = loop {
-        let heights: Vec<Option<u64>> = txs
-            .iter()
+    let heights = || -> Vec<Option<u64>> {
+        txs.iter()
             .map(|tx| {
                 let location = network.node(0).store.tx_location(&tx.id());
                 location.expect("readable").map(|l| l.height)
             })
-            .collect();
-        if heights.iter().all(Option::is_some) {
-            break heights.into_iter().flatten().max().expect("a backlog");
-        }
-        let left = heights.iter().filter(|h| h.is_none()).count();
-        assert!(
-            started.elapsed() < DEADLINE,
-            "{left} of {BACKLOG} never committed"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+            .collect()
     };
+    wait_until(
+        || {
+            let left = heights().iter().filter(|h| h.is_none()).count();
+            format!("{left} of {BACKLOG} never committed")
+        },
+        || heights().iter().all(Option::is_some),
+    )
+    .await;
+    let head = heights().into_iter().flatten().max().expect("a backlog");
     network.wait_for_height(&[0, 1, 2, 3], head).await;
     network.assert_same_blocks(&[0, 1, 2, 3], head);
     let mut committed = std::collections::HashSet::new();
@@ -498,25 +491,20 @@ async fn each_gossip_batch_reaches_each_validator_once_and_metrics_count_it() {
     // Every validator holds every transaction once gossip has run its course: the ones
     // submitted elsewhere came by gossip (or were committed already).
     for index in 0..4 {
-        let started = Instant::now();
-        loop {
-            let node = network.node(index);
-            let held = txs
-                .iter()
+        let node = network.node(index);
+        let held = || {
+            txs.iter()
                 .filter(|tx| {
                     node.mempool.lock().unwrap().contains(&tx.id())
                         || node.store.tx_location(&tx.id()).unwrap().is_some()
                 })
-                .count();
-            if held == TXS {
-                break;
-            }
-            assert!(
-                started.elapsed() < DEADLINE,
-                "node {index} holds {held} of {TXS}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+                .count()
+        };
+        wait_until(
+            || format!("node {index} holds {} of {TXS}", held()),
+            || held() == TXS,
+        )
+        .await;
     }
     let mut received_new = 0;
     for index in 0..4 {
@@ -691,19 +679,19 @@ fn network_tx(genesis: &Genesis, action: Action, signers: &[&str], height: u64) 
 /// Submits `tx` to `node` and waits until `node` commits it; returns the height.
 async fn commit_through(node: &NodeHandle, genesis: &Genesis, tx: SignedTx) -> u64 {
     let id = tx.id();
-    let mut committed = node.committed.subscribe();
     submit(node, genesis, tx, now_ms());
-    let started = Instant::now();
-    loop {
-        assert!(
-            started.elapsed() < DEADLINE,
-            "transaction {id} never committed"
-        );
-        match tokio::time::timeout(Duration::from_secs(1), committed.recv()).await {
-            Ok(Ok(Committed { height, tx_ids })) if tx_ids.contains(&id) => return height,
-            _ => continue,
-        }
-    }
+    wait_for_commit(node, &id).await
+}
+
+/// Waits until `node` has committed transaction `id`; returns the height.
+async fn wait_for_commit(node: &NodeHandle, id: &TxId) -> u64 {
+    let location = || node.store.tx_location(id).expect("readable");
+    wait_until(
+        || format!("transaction {id} never committed"),
+        || location().is_some(),
+    )
+    .await;
+    location().expect("committed").height
 }
 
 /// What the API does with a submission: admission at the node, then gossip.
@@ -731,16 +719,8 @@ async fn transaction_submitted_to_a_validator_that_never_proposes_commits_everyw
         network.height(3) + 100,
     );
     let id = tx.id();
-    let mut committed = network.node(0).committed.subscribe();
     submit(network.node(3), &network.genesis, tx, now_ms() + skew_ms);
-    let started = Instant::now();
-    let height = loop {
-        assert!(started.elapsed() < DEADLINE, "transaction never committed");
-        match tokio::time::timeout(Duration::from_secs(1), committed.recv()).await {
-            Ok(Ok(Committed { height, tx_ids })) if tx_ids.contains(&id) => break height,
-            _ => continue,
-        }
-    };
+    let height = wait_for_commit(network.node(0), &id).await;
     network.wait_for_height(&[0, 1, 2, 3], height).await;
     let block = network
         .node(0)
@@ -1009,15 +989,8 @@ async fn a_node_is_refused_until_governance_admits_it_as_a_validator_then_it_joi
     assert!(scheduled_at < effective_height);
 
     // Now admitted, it is connected, syncs, and signs certificates once the set takes effect.
-    let started = Instant::now();
-    let signed_at = loop {
-        assert!(
-            started.elapsed() < DEADLINE,
-            "the admitted node never signed a certificate (its head: {})",
-            newcomer.store.head_height().unwrap()
-        );
-        let head = network.height(0);
-        let signed = (effective_height..head).find(|h| {
+    let first_signed = || {
+        (effective_height..network.height(0)).find(|h| {
             network
                 .node(0)
                 .store
@@ -1028,12 +1001,19 @@ async fn a_node_is_refused_until_governance_admits_it_as_a_validator_then_it_joi
                         .iter()
                         .any(|s| s.validator == newcomer_key.public_key())
                 })
-        });
-        if let Some(height) = signed {
-            break height;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        })
     };
+    wait_until(
+        || {
+            format!(
+                "the admitted node never signed a certificate (its head: {})",
+                newcomer.store.head_height().unwrap()
+            )
+        },
+        || first_signed().is_some(),
+    )
+    .await;
+    let signed_at = first_signed().expect("a certificate it signed");
     network.wait_for_height(&[0, 1, 2, 3], signed_at + 1).await;
     wait_until(
         || "the admitted node did not catch up".into(),
