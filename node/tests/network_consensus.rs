@@ -15,6 +15,7 @@ use ledger_core::genesis::Validator;
 use ledger_core::testkit::{test_genesis, test_key, TEST_ORGANISATIONS};
 use ledger_core::tx::{Action, GovernanceAction, SignedTx, TxId};
 use ledger_core::types::Role;
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -42,9 +43,9 @@ fn init_logs() {
 }
 
 /// Waits until `done` holds; past [`DEADLINE`], fails with what `what` says then.
-async fn wait_until(what: impl Fn() -> String, mut done: impl FnMut() -> bool) {
+async fn wait_until(what: impl Fn() -> String, mut done: impl AsyncFnMut() -> bool) {
     let started = Instant::now();
-    while !done() {
+    while !done().await {
         assert!(started.elapsed() < DEADLINE, "{}", what());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -215,7 +216,7 @@ impl Network {
                 let heights: Vec<u64> = indices.iter().map(|i| self.height(*i)).collect();
                 format!("nodes {indices:?} stuck at heights {heights:?}, waiting for {height}")
             },
-            || indices.iter().all(|i| self.height(*i) >= height),
+            async || indices.iter().all(|i| self.height(*i) >= height),
         )
         .await;
     }
@@ -233,7 +234,7 @@ impl Network {
             };
             wait_until(
                 || format!("node {index} has {} gossip peers, not {peers}", connected()),
-                || connected() >= peers,
+                async || connected() >= peers,
             )
             .await;
         }
@@ -275,24 +276,25 @@ async fn four_validators_commit_identical_blocks() {
     // Status: every node sees the three others as validator peers, for consensus and gossip.
     for index in 0..4 {
         let view = &network.node(index).network;
-        let started = Instant::now();
-        loop {
-            let peers = view.engine_peers().await.map(|dump| {
-                dump.peers
-                    .values()
-                    .filter(|peer| peer.consensus_address.is_some())
-                    .count()
-            });
-            let gossip = view.gossip_status.borrow().connected.len();
-            if peers == Some(3) && gossip == 3 {
-                break;
-            }
-            assert!(
-                started.elapsed() < DEADLINE,
-                "node {index} sees {peers:?} validator peers and {gossip} gossip peers"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let seen = Cell::new((None, 0));
+        wait_until(
+            || {
+                let (peers, gossip) = seen.get();
+                format!("node {index} sees {peers:?} validator peers and {gossip} gossip peers")
+            },
+            async || {
+                let peers = view.engine_peers().await.map(|dump| {
+                    dump.peers
+                        .values()
+                        .filter(|peer| peer.consensus_address.is_some())
+                        .count()
+                });
+                let gossip = view.gossip_status.borrow().connected.len();
+                seen.set((peers, gossip));
+                peers == Some(3) && gossip == 3
+            },
+        )
+        .await;
         assert!(
             !view.sync.borrow().syncing,
             "node {index} follows by consensus"
@@ -315,7 +317,7 @@ async fn four_validators_commit_identical_blocks() {
                 let head = store.head_height().unwrap();
                 format!("node {index} pruned nothing by height {head}")
             },
-            || store.pruned_through().unwrap() >= STATE_PRUNE_BATCH_VERSIONS,
+            async || store.pruned_through().unwrap() >= STATE_PRUNE_BATCH_VERSIONS,
         )
         .await;
         let pruned = store.pruned_through().unwrap();
@@ -358,7 +360,7 @@ async fn a_backlog_is_built_into_blocks_during_commits_and_each_transaction_comm
             let left = heights().iter().filter(|h| h.is_none()).count();
             format!("{left} of {BACKLOG} never committed")
         },
-        || heights().iter().all(Option::is_some),
+        async || heights().iter().all(Option::is_some),
     )
     .await;
     let head = heights().into_iter().flatten().max().expect("a backlog");
@@ -426,7 +428,7 @@ async fn a_proposal_after_a_silent_round_holds_at_most_half_a_block() {
             let head = store.head_height().unwrap();
             format!("the backlog did not commit by height {head}")
         },
-        || {
+        async || {
             txs.iter()
                 .all(|tx| store.tx_location(&tx.id()).unwrap().is_some())
         },
@@ -502,7 +504,7 @@ async fn each_gossip_batch_reaches_each_validator_once_and_metrics_count_it() {
         };
         wait_until(
             || format!("node {index} holds {} of {TXS}", held()),
-            || held() == TXS,
+            async || held() == TXS,
         )
         .await;
     }
@@ -570,19 +572,24 @@ async fn gossip_crosses_a_missing_link_through_a_third_validator() {
     let txs = court_attestations(&network.genesis, "relayed", TXS, valid_until);
     submit_in_own_batches(&network, &txs, |_| 0).await;
     let api = network.api(3);
-    let started = Instant::now();
-    loop {
-        let metrics = scrape_metrics(api.clone()).await;
-        let received = metric_total(&metrics, &gossip_metric("topic_msg_recv_counts_total"));
-        if received >= TXS as u64 {
-            break;
-        }
-        assert!(
-            started.elapsed() < DEADLINE,
-            "the court received {received} of the trading center's {TXS} batches"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let received = Cell::new(0);
+    wait_until(
+        || {
+            format!(
+                "the court received {} of the trading center's {TXS} batches",
+                received.get()
+            )
+        },
+        async || {
+            let metrics = scrape_metrics(api.clone()).await;
+            received.set(metric_total(
+                &metrics,
+                &gossip_metric("topic_msg_recv_counts_total"),
+            ));
+            received.get() >= TXS as u64
+        },
+    )
+    .await;
     network.stop().await;
 }
 
@@ -688,7 +695,7 @@ async fn wait_for_commit(node: &NodeHandle, id: &TxId) -> u64 {
     let location = || node.store.tx_location(id).expect("readable");
     wait_until(
         || format!("transaction {id} never committed"),
-        || location().is_some(),
+        async || location().is_some(),
     )
     .await;
     location().expect("committed").height
@@ -1010,14 +1017,14 @@ async fn a_node_is_refused_until_governance_admits_it_as_a_validator_then_it_joi
                 newcomer.store.head_height().unwrap()
             )
         },
-        || first_signed().is_some(),
+        async || first_signed().is_some(),
     )
     .await;
     let signed_at = first_signed().expect("a certificate it signed");
     network.wait_for_height(&[0, 1, 2, 3], signed_at + 1).await;
     wait_until(
         || "the admitted node did not catch up".into(),
-        || newcomer.store.head_height().unwrap() >= signed_at,
+        async || newcomer.store.head_height().unwrap() >= signed_at,
     )
     .await;
     for height in 1..=signed_at {
