@@ -987,8 +987,9 @@ mod tests {
         }
     }
 
-    /// The same on trees four and five levels deep, as a node's state is after a few blocks:
-    /// each version adds 3,000 keys and overwrites every seventh key written so far.
+    /// The same on a tree of up to 12,000 keys (internal nodes three and four levels down, as a
+    /// node's state has after a few blocks): each version adds 3,000 keys and overwrites every
+    /// seventh key written so far.
     #[test]
     fn batch_insertion_writes_what_key_by_key_insertion_writes_on_a_deep_tree() {
         let mut history: Vec<Changes> = Vec::new();
