@@ -162,20 +162,31 @@ impl<'r, R: TreeReader> StateTree<'r, R> {
         if self.version.is_some() {
             self.root()?;
         }
-        let computed = match only_writes(changes) {
-            Some(writes) => self
-                .jmt()
+        let value_set: Vec<(KeyHash, Option<Vec<u8>>)> = changes
+            .iter()
+            .map(|(key, value)| (KeyHash(key_hash(key)), value.clone()))
+            .collect();
+        // jmt computes a version two ways. `put_value_set` inserts key by key, walking from the
+        // root each time and rehashing every internal node on the path, so a block's upper nodes
+        // are rebuilt once per change. `batch_put_value_sets` walks the sorted changes once and
+        // builds each new node once, several times cheaper on a block of thousands of changes,
+        // but takes no deletion and no empty set: those (a rotated key) go key by key. Both write
+        // the same root, nodes, values and stale index (the tests compare them).
+        let writes_only =
+            !value_set.is_empty() && value_set.iter().all(|(_, value)| value.is_some());
+        let computed = if writes_only {
+            let writes = value_set
+                .into_iter()
+                .map(|(key, value)| (key, value.expect("a set of writes only")))
+                .collect();
+            self.jmt()
                 .batch_put_value_sets(vec![writes], None, new_version)
                 .map(|(roots, batch)| {
                     assert_eq!(roots.len(), 1, "one value set gives one root");
                     (roots[0], batch)
-                }),
-            None => {
-                let value_set = changes
-                    .iter()
-                    .map(|(key, value)| (KeyHash(key_hash(key)), value.clone()));
-                self.jmt().put_value_set(value_set, new_version)
-            }
+                })
+        } else {
+            self.jmt().put_value_set(value_set, new_version)
         };
         let (root, batch) = computed
             .map_err(|error| storage_error("computing the state tree", new_version, error))?;
@@ -230,24 +241,6 @@ impl<'r, R: TreeReader> StateTree<'r, R> {
         let found = (leaf_key_hash == *key_hash).then_some(value);
         Ok((found, StateProof::new(Some(proof_leaf), siblings_from_top)))
     }
-}
-
-/// `changes` as jmt's batch insertion takes them, if it can: a non-empty set with no deletion.
-///
-/// jmt offers two ways to compute a version. `put_value_set` inserts key by key, walking from
-/// the root each time and rehashing every internal node on the path for every key, so a block's
-/// upper nodes are hashed once per change. `batch_put_value_sets` walks the sorted changes once
-/// and builds each new node once, but takes no deletions and asserts a non-empty set. Both give
-/// the same root and the same node batch (the tests compare them); the batch is several times
-/// cheaper on a block of thousands of changes, and deletions (a rotated key) are rare.
-fn only_writes(changes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>) -> Option<Vec<(KeyHash, Vec<u8>)>> {
-    if changes.is_empty() {
-        return None;
-    }
-    changes
-        .iter()
-        .map(|(key, value)| Some((KeyHash(key_hash(key)), value.clone()?)))
-        .collect()
 }
 
 /// The writes that commit one new version of the state tree, from [`StateTree::apply`].

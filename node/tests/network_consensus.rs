@@ -347,23 +347,8 @@ async fn a_backlog_is_built_into_blocks_during_commits_and_each_transaction_comm
         submitted_ms.insert(tx.id(), now);
         submit(network.node(i % 4), &network.genesis, tx.clone(), now);
     }
-    let heights = || -> Vec<Option<u64>> {
-        txs.iter()
-            .map(|tx| {
-                let location = network.node(0).store.tx_location(&tx.id());
-                location.expect("readable").map(|l| l.height)
-            })
-            .collect()
-    };
-    wait_until(
-        || {
-            let left = heights().iter().filter(|h| h.is_none()).count();
-            format!("{left} of {BACKLOG} never committed")
-        },
-        async || heights().iter().all(Option::is_some),
-    )
-    .await;
-    let head = heights().into_iter().flatten().max().expect("a backlog");
+    let ids: Vec<TxId> = txs.iter().map(SignedTx::id).collect();
+    let head = wait_for_commits(network.node(0), &ids).await;
     network.wait_for_height(&[0, 1, 2, 3], head).await;
     network.assert_same_blocks(&[0, 1, 2, 3], head);
     let mut committed = std::collections::HashSet::new();
@@ -422,18 +407,9 @@ async fn a_proposal_after_a_silent_round_holds_at_most_half_a_block() {
             now_ms(),
         );
     }
+    let ids: Vec<TxId> = txs.iter().map(SignedTx::id).collect();
+    wait_for_commits(network.node(0), &ids).await;
     let store = &network.node(0).store;
-    wait_until(
-        || {
-            let head = store.head_height().unwrap();
-            format!("the backlog did not commit by height {head}")
-        },
-        async || {
-            txs.iter()
-                .all(|tx| store.tx_location(&tx.id()).unwrap().is_some())
-        },
-    )
-    .await;
     let head = store.head_height().unwrap();
     // Proposers take turns over the validators sorted by key, offset by height and round, so a
     // block's proposer tells the round it was built for, modulo four: the earliest such round
@@ -687,18 +663,32 @@ fn network_tx(genesis: &Genesis, action: Action, signers: &[&str], height: u64) 
 async fn commit_through(node: &NodeHandle, genesis: &Genesis, tx: SignedTx) -> u64 {
     let id = tx.id();
     submit(node, genesis, tx, now_ms());
-    wait_for_commit(node, &id).await
+    wait_for_commits(node, &[id]).await
 }
 
-/// Waits until `node` has committed transaction `id`; returns the height.
-async fn wait_for_commit(node: &NodeHandle, id: &TxId) -> u64 {
-    let location = || node.store.tx_location(id).expect("readable");
+/// Waits until `node` has committed every transaction of `ids`; returns the highest height
+/// among them.
+async fn wait_for_commits(node: &NodeHandle, ids: &[TxId]) -> u64 {
+    let height = |id: &TxId| {
+        let location = node.store.tx_location(id).expect("readable");
+        location.map(|location| location.height)
+    };
     wait_until(
-        || format!("transaction {id} never committed"),
-        async || location().is_some(),
+        || {
+            let left = ids.iter().filter(|id| height(id).is_none()).count();
+            let head = node.store.head_height().unwrap();
+            format!(
+                "{left} of {} transactions not committed by height {head}",
+                ids.len()
+            )
+        },
+        async || ids.iter().all(|id| height(id).is_some()),
     )
     .await;
-    location().expect("committed").height
+    ids.iter()
+        .filter_map(height)
+        .max()
+        .expect("at least one committed transaction")
 }
 
 /// What the API does with a submission: admission at the node, then gossip.
@@ -727,7 +717,7 @@ async fn transaction_submitted_to_a_validator_that_never_proposes_commits_everyw
     );
     let id = tx.id();
     submit(network.node(3), &network.genesis, tx, now_ms() + skew_ms);
-    let height = wait_for_commit(network.node(0), &id).await;
+    let height = wait_for_commits(network.node(0), &[id]).await;
     network.wait_for_height(&[0, 1, 2, 3], height).await;
     let block = network
         .node(0)
