@@ -213,7 +213,7 @@ impl<'a> BlockBuilder<'a> {
         state: &'a dyn StateRead,
         ctx: BlockContext,
     ) -> Result<BlockBuilder<'a>, BlockError> {
-        let overlay = Overlay::new(state);
+        let overlay = Overlay::caching_reads(state);
         let chain = chain_record(&overlay)?;
         let head = ledger_head(&overlay)?;
         if ctx.height != head.height + 1 {

@@ -3,7 +3,7 @@
 
 use crate::crypto::{CryptoError, PublicKey, SignedMessage};
 use crate::rejection::{Rejection, TxError};
-use crate::state::{chain_record, ledger_head, Overlay, PartyRecord, StateKey, StateRead};
+use crate::state::{chain_record, Overlay, PartyRecord, StateKey, StateRead};
 use crate::tx::{tx_sign_bytes, Action, SignedTx, TxId, TX_SIGNATURES_MAX};
 use crate::types::{PartyId, Role, TEXT_BYTES_MAX};
 use std::collections::BTreeMap;
@@ -116,6 +116,10 @@ fn crypto_rejection(error: CryptoError) -> Rejection {
 
 /// Applies a verified transaction on top of `state`. On success its writes are added to the
 /// overlay; on refusal the overlay is left exactly as it was.
+///
+/// `ctx.height` must be the height after `state`'s head. The callers make it so
+/// ([`crate::execute::BlockBuilder::new`] refuses any other; admission takes the head plus one),
+/// so the rules do not read the ledger head again for each transaction.
 pub fn apply_tx(
     state: &mut Overlay<'_>,
     ctx: BlockContext,
@@ -168,7 +172,6 @@ fn check_replay_protection(
 ) -> Result<(), TxError> {
     let body = &vtx.tx.body;
     let chain = chain_record(state)?;
-    let head = ledger_head(state)?;
     if body.chain_id != chain.chain_id {
         return Err(Rejection::WrongChain {
             expected: chain.chain_id,
@@ -176,10 +179,6 @@ fn check_replay_protection(
         }
         .into());
     }
-    debug_assert!(
-        head.height < ctx.height,
-        "a block executes on the state of an earlier height"
-    );
     if body.valid_until < ctx.height {
         return Err(Rejection::Expired {
             valid_until: body.valid_until,

@@ -15,6 +15,7 @@ use crate::types::{AssetId, EvidenceKind, Money, PartyId, RightKind, Role, WorkK
 use crate::vote::{SignedVote, VoteType};
 use bincode::{Decode, Encode};
 use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 /// The most active pledges one asset may carry at once.
@@ -471,19 +472,87 @@ pub struct Pending {
     pub committed: BTreeMap<TxId, u64>,
 }
 
+/// The most bytes (keys, values and a fixed cost per entry) an overlay's read cache holds
+/// ([`Overlay::caching_reads`]); keys read once it is full go to the base every time. A
+/// transaction reads a handful of keys, so a block of 10,000 transactions of issue 6's mix stays
+/// far below it; it is there for blocks that read many large asset records.
+pub const READ_CACHE_BYTES_MAX: usize = 32 << 20;
+
+/// What a read cache counts for an entry beyond its key and value: the map's own bookkeeping.
+const READ_CACHE_ENTRY_OVERHEAD: usize = 64;
+
+/// What an overlay has read from its base, by key, within [`READ_CACHE_BYTES_MAX`].
+#[derive(Default)]
+struct ReadCache {
+    entries: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    bytes: usize,
+}
+
+impl ReadCache {
+    fn get(&self, key: &[u8]) -> Option<&Option<Vec<u8>>> {
+        self.entries.get(key)
+    }
+
+    /// Remembers `value` under `key` unless that would pass the limit.
+    fn remember(&mut self, key: &[u8], value: &Option<Vec<u8>>) {
+        let cost = key.len() + value.as_ref().map_or(0, Vec::len) + READ_CACHE_ENTRY_OVERHEAD;
+        if self.bytes + cost > READ_CACHE_BYTES_MAX {
+            return;
+        }
+        let earlier = self.entries.insert(key.to_vec(), value.clone());
+        assert!(
+            earlier.is_none(),
+            "a cached key is read from the base again"
+        );
+        self.bytes += cost;
+        assert!(self.bytes <= READ_CACHE_BYTES_MAX);
+    }
+}
+
 /// Committed state plus pending writes, read through: what a block sees while it executes.
 pub struct Overlay<'a> {
     base: &'a dyn StateRead,
     pending: Pending,
+    /// What was read from `base`, by key, when this overlay caches its reads. The base never
+    /// changes under an overlay (it is borrowed), so an answer read once stays true; pending
+    /// writes are looked up first, so a cached answer never hides one.
+    base_reads: Option<RefCell<ReadCache>>,
 }
 
 impl<'a> Overlay<'a> {
-    /// An overlay with no pending writes.
+    /// An overlay with no pending writes, reading every key from `base` each time: what a
+    /// transaction's scratch overlay is, since its reads are cached by the block's overlay below.
     pub fn new(base: &'a dyn StateRead) -> Overlay<'a> {
         Overlay {
             base,
             pending: Pending::default(),
+            base_reads: None,
         }
+    }
+
+    /// An overlay with no pending writes that remembers what it reads from `base` (up to
+    /// [`READ_CACHE_BYTES_MAX`]): what a block's overlay is, since every transaction in the
+    /// block reads the chain record and many read the same parties, and a read from the node's
+    /// store is a B-tree seek. It answers every read exactly as [`Overlay::new`] would.
+    pub fn caching_reads(base: &'a dyn StateRead) -> Overlay<'a> {
+        Overlay {
+            base,
+            pending: Pending::default(),
+            base_reads: Some(RefCell::new(ReadCache::default())),
+        }
+    }
+
+    /// Reads `key` from the base, through the read cache if this overlay has one.
+    fn read_base(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        let Some(cache) = &self.base_reads else {
+            return self.base.get_raw(key);
+        };
+        if let Some(value) = cache.borrow().get(key) {
+            return Ok(value.clone());
+        }
+        let value = self.base.get_raw(key)?;
+        cache.borrow_mut().remember(key, &value);
+        Ok(value)
     }
 
     /// Reads and decodes the record under `key`. A record that does not decode is corruption of
@@ -541,7 +610,7 @@ impl StateRead for Overlay<'_> {
     fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
         match self.pending.writes.get(key) {
             Some(pending) => Ok(pending.clone()),
-            None => self.base.get_raw(key),
+            None => self.read_base(key),
         }
     }
 
@@ -571,4 +640,176 @@ pub fn ledger_head(state: &Overlay<'_>) -> Result<LedgerHead, StorageError> {
         .validate()
         .map_err(|error| StorageError(format!("ledger head frontier is corrupt: {error}")))?;
     Ok(head)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::cell::Cell;
+
+    /// A base state in memory that counts the reads that reach it.
+    struct CountingBase {
+        values: BTreeMap<Vec<u8>, Vec<u8>>,
+        reads: Cell<usize>,
+    }
+
+    impl CountingBase {
+        fn new(values: BTreeMap<Vec<u8>, Vec<u8>>) -> CountingBase {
+            CountingBase {
+                values,
+                reads: Cell::new(0),
+            }
+        }
+    }
+
+    impl StateRead for CountingBase {
+        fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+            self.reads.set(self.reads.get() + 1);
+            Ok(self.values.get(key).cloned())
+        }
+
+        fn committed_height(&self, _: &TxId) -> Result<Option<u64>, StorageError> {
+            Ok(None)
+        }
+    }
+
+    /// One step of a block: a transaction's writes, kept (as an accepted transaction's are) or
+    /// dropped (a refused one's), and the reads made meanwhile.
+    #[derive(Clone, Debug)]
+    enum Step {
+        Read(u8),
+        Transaction {
+            writes: Vec<(u8, Option<u8>)>,
+            reads: Vec<u8>,
+            kept: bool,
+        },
+    }
+
+    fn key(k: u8) -> Vec<u8> {
+        vec![k % 24]
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            any::<u8>().prop_map(Step::Read),
+            (
+                prop::collection::vec((any::<u8>(), prop::option::of(any::<u8>())), 0..4),
+                prop::collection::vec(any::<u8>(), 0..4),
+                any::<bool>(),
+            )
+                .prop_map(|(writes, reads, kept)| Step::Transaction {
+                    writes,
+                    reads,
+                    kept
+                }),
+        ]
+    }
+
+    /// Runs `steps` on `block`, returning every read's answer in order.
+    fn run(block: &mut Overlay<'_>, steps: &[Step]) -> Vec<Option<Vec<u8>>> {
+        let mut answers = Vec::new();
+        for step in steps {
+            match step {
+                Step::Read(k) => answers.push(block.get_raw(&key(*k)).unwrap()),
+                Step::Transaction {
+                    writes,
+                    reads,
+                    kept,
+                } => {
+                    let pending = {
+                        let mut scratch = Overlay::new(block);
+                        for (k, value) in writes {
+                            scratch
+                                .pending
+                                .writes
+                                .insert(key(*k), value.map(|v| vec![v]));
+                        }
+                        for k in reads {
+                            answers.push(scratch.get_raw(&key(*k)).unwrap());
+                        }
+                        scratch.take_pending()
+                    };
+                    if *kept {
+                        block.extend(pending);
+                    }
+                }
+            }
+        }
+        answers
+    }
+
+    proptest! {
+        /// A block overlay that caches its reads answers every read, in every interleaving of
+        /// writes, deletions and refused transactions, as one that reads through each time.
+        #[test]
+        fn a_caching_overlay_reads_what_a_plain_one_reads(
+            base in prop::collection::btree_map(any::<u8>().prop_map(key), any::<u8>().prop_map(|v| vec![v]), 0..24),
+            steps in prop::collection::vec(step(), 0..40),
+        ) {
+            let base = CountingBase::new(base);
+            let mut plain = Overlay::new(&base);
+            let mut caching = Overlay::caching_reads(&base);
+            let plain_answers = run(&mut plain, &steps);
+            let caching_answers = run(&mut caching, &steps);
+            prop_assert_eq!(plain_answers, caching_answers);
+            prop_assert_eq!(plain.writes(), caching.writes());
+        }
+    }
+
+    #[test]
+    fn a_caching_overlay_reads_each_key_from_its_base_once() {
+        let base = CountingBase::new(BTreeMap::from([(vec![1], vec![10])]));
+        let caching = Overlay::caching_reads(&base);
+        for _ in 0..3 {
+            assert_eq!(caching.get_raw(&[1]).unwrap(), Some(vec![10]));
+            assert_eq!(caching.get_raw(&[2]).unwrap(), None);
+        }
+        assert_eq!(
+            base.reads.get(),
+            2,
+            "one read per key, absent keys included"
+        );
+        let plain = Overlay::new(&base);
+        for _ in 0..3 {
+            plain.get_raw(&[1]).unwrap();
+        }
+        assert_eq!(
+            base.reads.get(),
+            5,
+            "a plain overlay reads through every time"
+        );
+    }
+
+    #[test]
+    fn the_read_cache_stops_growing_at_its_limit() {
+        let value = vec![7u8; 4096];
+        let cost = 4 + value.len() + READ_CACHE_ENTRY_OVERHEAD;
+        let fit = READ_CACHE_BYTES_MAX / cost;
+        let keys = fit + 10;
+        let base = CountingBase::new(
+            (0..keys as u32)
+                .map(|k| (k.to_be_bytes().to_vec(), value.clone()))
+                .collect(),
+        );
+        let caching = Overlay::caching_reads(&base);
+        for k in 0..keys as u32 {
+            caching.get_raw(&k.to_be_bytes()).unwrap();
+        }
+        {
+            let cache = caching.base_reads.as_ref().unwrap().borrow();
+            assert_eq!(cache.entries.len(), fit);
+            assert_eq!(cache.bytes, fit * cost);
+        }
+        let first = 0u32.to_be_bytes();
+        let past_limit = (keys as u32 - 1).to_be_bytes();
+        assert_eq!(caching.get_raw(&first).unwrap(), Some(value.clone()));
+        assert_eq!(base.reads.get(), keys, "a cached key is not read again");
+        assert_eq!(caching.get_raw(&past_limit).unwrap(), Some(value));
+        assert_eq!(
+            base.reads.get(),
+            keys + 1,
+            "a key past the limit is read through"
+        );
+    }
 }

@@ -181,11 +181,11 @@ fn check_and_pool(
 ) -> Vec<Result<TxId, AdmitError>> {
     let mut passed: Vec<Result<(VerifiedTx, Digest), AdmitError>> =
         Vec::with_capacity(verified.len());
-    let check_all = |next: Option<&NextBlock<'_>>| {
+    let check_all = |next: Option<(&NextBlock<'_>, &Overlay<'_>)>| {
         for (vtx, hash) in verified.into_iter().zip(hashes) {
             passed.push(vtx.map_err(AdmitError::Rejected).and_then(|vtx| {
                 match next {
-                    Some(checker) => checker.check(&vtx),
+                    Some((checker, head_reads)) => checker.check(head_reads, &vtx),
                     // The head could not be read: checking again yields each transaction its
                     // own copy of the storage error.
                     None => check_against_head(store, &vtx, now_ms),
@@ -194,9 +194,15 @@ fn check_and_pool(
             }));
         }
     };
-    match HeadCheck::open(store, now_ms) {
-        Ok(head) => check_all(head.next_block().ok().as_ref()),
-        Err(_) => check_all(None),
+    let head = HeadCheck::open(store, now_ms);
+    match head.as_ref().map(HeadCheck::next_block) {
+        Ok(Ok(next)) => {
+            // The batch's checks share what they read of the head (the chain record, parties
+            // that several transactions name).
+            let head_reads = Overlay::caching_reads(&next.state);
+            check_all(Some((&next, &head_reads)))
+        }
+        Ok(Err(_)) | Err(_) => check_all(None),
     }
     let mut pool = lock(mempool);
     passed
@@ -292,14 +298,21 @@ impl HeadCheck {
     }
 
     fn check(&self, vtx: &VerifiedTx) -> Result<(), AdmitError> {
-        self.next_block()?.check(vtx)
+        let next = self.next_block()?;
+        next.check(&Overlay::new(&next.state), vtx)
     }
 }
 
 impl NextBlock<'_> {
-    /// Applies the rules to `vtx` on a scratch overlay that is dropped.
-    fn check(&self, vtx: &VerifiedTx) -> Result<(), AdmitError> {
-        let mut scratch = Overlay::new(&self.state);
+    /// Applies the rules to `vtx` on a scratch overlay over `head_reads` that is dropped.
+    /// `head_reads` is an overlay with no writes over this block's `state`, which may cache
+    /// reads for the checks of a whole batch.
+    fn check(&self, head_reads: &Overlay<'_>, vtx: &VerifiedTx) -> Result<(), AdmitError> {
+        assert!(
+            head_reads.writes().is_empty(),
+            "admission reads the head as it is"
+        );
+        let mut scratch = Overlay::new(head_reads);
         match apply_tx(&mut scratch, self.ctx, vtx) {
             Ok(()) => Ok(()),
             Err(TxError::Rejected(rejection)) => Err(AdmitError::Rejected(rejection)),
