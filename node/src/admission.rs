@@ -181,11 +181,11 @@ fn check_and_pool(
 ) -> Vec<Result<TxId, AdmitError>> {
     let mut passed: Vec<Result<(VerifiedTx, Digest), AdmitError>> =
         Vec::with_capacity(verified.len());
-    let check_all = |next: Option<(&NextBlock<'_>, &Overlay<'_>)>| {
+    let check_all = |checker: Option<&NextBlockChecker<'_>>| {
         for (vtx, hash) in verified.into_iter().zip(hashes) {
             passed.push(vtx.map_err(AdmitError::Rejected).and_then(|vtx| {
-                match next {
-                    Some((checker, head_reads)) => checker.check(head_reads, &vtx),
+                match checker {
+                    Some(checker) => checker.check(&vtx),
                     // The head could not be read: checking again yields each transaction its
                     // own copy of the storage error.
                     None => check_against_head(store, &vtx, now_ms),
@@ -194,15 +194,12 @@ fn check_and_pool(
             }));
         }
     };
-    let head = HeadCheck::open(store, now_ms);
-    match head.as_ref().map(HeadCheck::next_block) {
-        Ok(Ok(next)) => {
-            // The batch's checks share what they read of the head (the chain record, parties
-            // that several transactions name).
-            let head_reads = Overlay::caching_reads(&next.state);
-            check_all(Some((&next, &head_reads)))
-        }
-        Ok(Err(_)) | Err(_) => check_all(None),
+    match HeadCheck::open(store, now_ms) {
+        Ok(head) => match head.next_block() {
+            Ok(next) => check_all(Some(&next.checker())),
+            Err(_) => check_all(None),
+        },
+        Err(_) => check_all(None),
     }
     let mut pool = lock(mempool);
     passed
@@ -261,8 +258,8 @@ struct HeadCheck {
     now_ms: u64,
 }
 
-/// The head state and the next block's context: each transaction is applied on its own scratch
-/// overlay over it.
+/// The head state and the next block's context, which [`NextBlock::checker`] checks
+/// transactions against.
 struct NextBlock<'a> {
     state: StateTree<'a, crate::store::Snapshot>,
     ctx: BlockContext,
@@ -298,21 +295,35 @@ impl HeadCheck {
     }
 
     fn check(&self, vtx: &VerifiedTx) -> Result<(), AdmitError> {
-        let next = self.next_block()?;
-        next.check(&Overlay::new(&next.state), vtx)
+        self.next_block()?.checker().check(vtx)
     }
 }
 
 impl NextBlock<'_> {
-    /// Applies the rules to `vtx` on a scratch overlay over `head_reads` that is dropped.
-    /// `head_reads` is an overlay with no writes over this block's `state`, which may cache
-    /// reads for the checks of a whole batch.
-    fn check(&self, head_reads: &Overlay<'_>, vtx: &VerifiedTx) -> Result<(), AdmitError> {
-        assert!(
-            head_reads.writes().is_empty(),
-            "admission reads the head as it is"
-        );
-        let mut scratch = Overlay::new(head_reads);
+    /// What checks transactions against this block's state, one by one. It remembers what it
+    /// reads of the head, so the checks of a batch share the chain record and the parties that
+    /// several transactions name.
+    fn checker(&self) -> NextBlockChecker<'_> {
+        NextBlockChecker {
+            head_reads: Overlay::caching_reads(&self.state),
+            ctx: self.ctx,
+            head: self.head,
+        }
+    }
+}
+
+/// The head state with a read cache and the next block's context ([`NextBlock::checker`]).
+struct NextBlockChecker<'a> {
+    /// Never written: each check writes on a scratch overlay of its own over it.
+    head_reads: Overlay<'a>,
+    ctx: BlockContext,
+    head: u64,
+}
+
+impl NextBlockChecker<'_> {
+    /// Applies the rules to `vtx` on a scratch overlay that is dropped.
+    fn check(&self, vtx: &VerifiedTx) -> Result<(), AdmitError> {
+        let mut scratch = Overlay::new(&self.head_reads);
         match apply_tx(&mut scratch, self.ctx, vtx) {
             Ok(()) => Ok(()),
             Err(TxError::Rejected(rejection)) => Err(AdmitError::Rejected(rejection)),
