@@ -305,30 +305,28 @@ impl NextBlock<'_> {
     /// several transactions name.
     fn checker(&self) -> NextBlockChecker<'_> {
         NextBlockChecker {
+            next: self,
             head_reads: Overlay::caching_reads(&self.state),
-            ctx: self.ctx,
-            head: self.head,
         }
     }
 }
 
-/// The head state with a read cache and the next block's context ([`NextBlock::checker`]).
+/// A [`NextBlock`] with a read cache over its state ([`NextBlock::checker`]).
 struct NextBlockChecker<'a> {
+    next: &'a NextBlock<'a>,
     /// Never written: each check writes on a scratch overlay of its own over it.
     head_reads: Overlay<'a>,
-    ctx: BlockContext,
-    head: u64,
 }
 
 impl NextBlockChecker<'_> {
     /// Applies the rules to `vtx` on a scratch overlay that is dropped.
     fn check(&self, vtx: &VerifiedTx) -> Result<(), AdmitError> {
         let mut scratch = Overlay::new(&self.head_reads);
-        match apply_tx(&mut scratch, self.ctx, vtx) {
+        match apply_tx(&mut scratch, self.next.ctx, vtx) {
             Ok(()) => Ok(()),
             Err(TxError::Rejected(rejection)) => Err(AdmitError::Rejected(rejection)),
             Err(TxError::Storage(error)) => Err(StoreError::State {
-                version: self.head,
+                version: self.next.head,
                 error,
             }
             .into()),
