@@ -22,7 +22,8 @@ use ledger_core::crypto::PublicKey;
 use std::collections::BTreeSet;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use tracing::{debug, error};
+use std::time::Instant;
+use tracing::{error, info};
 
 /// The pruning thread of a node. Dropping it stops the thread between batches and waits for it,
 /// so no transaction of it outlives its owner's hold on the store.
@@ -134,11 +135,14 @@ fn prune_until_stopped(store: &Store, phase: u64, signal: &PruneSignal) {
             state.committed = false;
         }
         loop {
+            let started = Instant::now();
             match store.prune_next_batch(phase) {
-                Ok(Some(through)) => {
-                    debug!(
-                        through,
-                        batch = STATE_PRUNE_BATCH_VERSIONS,
+                Ok(Some(batch)) => {
+                    info!(
+                        through = batch.through,
+                        versions = STATE_PRUNE_BATCH_VERSIONS,
+                        nodes = batch.nodes,
+                        ms = started.elapsed().as_millis() as u64,
                         "pruned replaced state-tree nodes"
                     );
                 }

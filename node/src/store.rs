@@ -437,10 +437,11 @@ impl Store {
     /// Deletes the state-tree nodes replaced in the oldest batch of [`STATE_PRUNE_BATCH_VERSIONS`]
     /// versions not yet pruned, if the head `lag` heights back allows it ([`prunable_through`]),
     /// and advances `pruned_through` to the batch's last version, in one durable write
-    /// transaction of its own. Returns the new `pruned_through`, or `None` when no batch is due.
+    /// transaction of its own. Returns the new `pruned_through` and how many nodes went, or
+    /// `None` when no batch is due.
     /// Block commits wait for it (redb has one writer), so the node runs it behind them, one
     /// batch at a time, each validator with its own lag (`crate::pruner::pruning_phase`).
-    pub fn prune_next_batch(&self, lag: u64) -> Result<Option<u64>, StoreError> {
+    pub fn prune_next_batch(&self, lag: u64) -> Result<Option<PrunedBatch>, StoreError> {
         // Most calls find nothing due: they learn it from a snapshot, without the write lock.
         if next_prune_batch(&self.snapshot()?, lag)?.is_none() {
             return Ok(None);
@@ -455,7 +456,7 @@ impl Store {
             return Ok(None);
         };
         let last = first + STATE_PRUNE_BATCH_VERSIONS - 1;
-        prune_state_nodes(&txn, first, last)?;
+        let nodes = prune_state_nodes(&txn, first, last)?;
         txn.open_table(META)
             .db("opening table meta")?
             .insert(META_PRUNED_THROUGH, meta_u64(last).as_slice())
@@ -464,7 +465,10 @@ impl Store {
         txn.commit().db(&format!(
             "committing the pruning of versions through {last}"
         ))?;
-        Ok(Some(last))
+        Ok(Some(PrunedBatch {
+            through: last,
+            nodes,
+        }))
     }
 
     /// Re-executes every block from genesis into a fresh in-memory state and checks every hash
@@ -473,6 +477,15 @@ impl Store {
     pub fn verify_chain(&self) -> Result<VerifyReport, StoreError> {
         verify::verify_chain(&self.snapshot()?)
     }
+}
+
+/// One batch of replaced state-tree nodes deleted by [`Store::prune_next_batch`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PrunedBatch {
+    /// The store's new `pruned_through`: the batch's last version.
+    pub through: u64,
+    /// How many nodes the batch deleted, for the log.
+    pub nodes: u64,
 }
 
 /// Writes one version of the state tree: nodes, values (deletions as `None`), stale index.
@@ -541,8 +554,8 @@ fn write_meta_format(txn: &WriteTransaction, pruned_through: u64) -> Result<(), 
 
 /// Deletes the state-tree nodes stale since the versions `first ..= last`, and their
 /// stale-index entries. The stale entries are read and the nodes deleted as one stream, so
-/// memory stays flat whatever the batch holds.
-fn prune_state_nodes(txn: &WriteTransaction, first: u64, last: u64) -> Result<(), StoreError> {
+/// memory stays flat whatever the batch holds. Returns how many nodes it deleted.
+fn prune_state_nodes(txn: &WriteTransaction, first: u64, last: u64) -> Result<u64, StoreError> {
     assert!(first <= last, "prune versions {first}..={last}");
     let mut stale = txn
         .open_table(STATE_STALE)
@@ -552,10 +565,12 @@ fn prune_state_nodes(txn: &WriteTransaction, first: u64, last: u64) -> Result<()
         .db("opening table state_nodes")?;
     let empty: &[u8] = &[];
     let range = (first, 0u64, empty)..(last + 1, 0u64, empty);
+    let mut deleted = 0;
     for entry in stale
         .range(range.clone())
         .db("reading table state_stale_nodes")?
     {
+        deleted += 1;
         let (key, _) = entry.db("reading table state_stale_nodes")?;
         let (stale_since, node_version, path) = key.value();
         let removed = nodes
@@ -575,7 +590,7 @@ fn prune_state_nodes(txn: &WriteTransaction, first: u64, last: u64) -> Result<()
     stale
         .retain_in(range, |_, ()| false)
         .db("pruning table state_stale_nodes")?;
-    Ok(())
+    Ok(deleted)
 }
 
 /// Checks that an executed block's parts agree with each other and extend the stored head.

@@ -525,10 +525,11 @@ fn replaced_state_nodes_are_pruned_and_what_the_node_reads_stays_whole() {
     assert_eq!(store.verify_chain().unwrap().heights_checked, head);
     // Pruning catches up one batch per call, and stops where the head allows.
     let mut pruned = 0;
-    while let Some(through) = store.prune_next_batch(0).unwrap() {
-        assert_eq!(through, pruned + STATE_PRUNE_BATCH_VERSIONS);
-        assert_eq!(store.pruned_through().unwrap(), through);
-        pruned = through;
+    while let Some(batch) = store.prune_next_batch(0).unwrap() {
+        assert_eq!(batch.through, pruned + STATE_PRUNE_BATCH_VERSIONS);
+        assert_eq!(store.pruned_through().unwrap(), batch.through);
+        assert!(batch.nodes > 0, "a batch of a growing tree deletes nodes");
+        pruned = batch.through;
     }
     let oldest_kept = prunable_through(head);
     assert_eq!(pruned, oldest_kept);

@@ -6,7 +6,9 @@
 //! engine so. Every block comes into being through ledger-core's `BlockBuilder` or
 //! `execute_block`; this module only feeds them and persists their output.
 
-use super::building::{self, BuiltBlock, EarlyInputs, EarlyProposal, ProposalBudget, Proposing};
+use super::building::{
+    self, early_time_lead_ms, BuiltBlock, EarlyInputs, EarlyProposal, ProposalBudget, Proposing,
+};
 use super::certificate;
 use super::context::{
     parts_sign_bytes, Address, BlockHash, Height, IpledgerContext, ProposalPart, ValidatorSet,
@@ -189,6 +191,10 @@ pub struct ConsensusApp {
     decided_without_block: Option<Height>,
     /// The next height's block, if this node started building it while committing the last.
     early: Option<EarlyProposal>,
+    /// What this node's last durable commit of a non-empty block took per transaction, in
+    /// microseconds: a block built early is dated ahead by what the commit it waits for
+    /// should take (see [`early_time_lead_ms`]).
+    commit_us_per_tx: u64,
     /// How many transactions this node's proposals may hold.
     budget: ProposalBudget,
     /// This node's latest fresh proposal at a height not yet decided, to learn from its fate.
@@ -227,6 +233,7 @@ impl ConsensusApp {
             pending: Vec::new(),
             decided_without_block: None,
             early: None,
+            commit_us_per_tx: 0,
             budget: ProposalBudget::new(block_txs_max),
             own_proposal: None,
             prune,
@@ -471,8 +478,8 @@ impl ConsensusApp {
     }
 
     /// The block built early for the first round of `height`, if one was, this node proposes
-    /// it, and its time is still well within the clock skew other validators accept (a long
-    /// commit could age it); otherwise `None`, and the block is built now.
+    /// it, and its time is still well within the clock skew other validators accept (a commit
+    /// far longer than the last could age it); otherwise `None`, and the block is built now.
     async fn take_early(&mut self, height: Height, round: Round) -> Result<Option<BuiltBlock>> {
         let Some(early) = self.early.take() else {
             return Ok(None);
@@ -483,9 +490,9 @@ impl ConsensusApp {
         let Some(built) = early.finish().await? else {
             return Ok(None);
         };
-        let age_ms = (self.clock_ms)().saturating_sub(built.executed.block.header.time_ms);
-        if age_ms > self.genesis.consensus.clock_skew_max_ms / 2 {
-            warn!(%height, age_ms, "the block built early is too old to propose; building anew");
+        let off_ms = (self.clock_ms)().abs_diff(built.executed.block.header.time_ms);
+        if off_ms > self.genesis.consensus.clock_skew_max_ms / 2 {
+            warn!(%height, off_ms, "the block built early is dated too far from now to propose; building anew");
             return Ok(None);
         }
         self.reports
@@ -517,6 +524,7 @@ impl ConsensusApp {
             parent_time_ms,
             proposer: self.signer.address(),
             clock_ms: &*self.clock_ms,
+            time_lead_ms: 0,
             deadline,
             txs_max,
         };
@@ -993,13 +1001,26 @@ impl ConsensusApp {
                     clock_ms: Arc::clone(&self.clock_ms),
                     deadline: std::time::Instant::now()
                         + Duration::from_millis(self.genesis.consensus.propose_timeout_ms) / 2,
+                    time_lead_ms: early_time_lead_ms(
+                        self.commit_us_per_tx,
+                        decided.block.txs.len(),
+                        self.genesis.consensus.clock_skew_max_ms,
+                    ),
                     txs_max: self.budget.txs(),
                 },
             ));
         }
+        let commit_started = std::time::Instant::now();
         self.store
             .commit_block(&decided, &ledger_certificate)
             .with_context(|| format!("durable commit of block {height} failed"))?;
+        let commit_time = commit_started.elapsed();
+        let commit_ms = u64::try_from(commit_time.as_millis()).unwrap_or(u64::MAX);
+        if !decided.block.txs.is_empty() {
+            self.commit_us_per_tx =
+                u64::try_from(commit_time.as_micros() / decided.block.txs.len() as u128)
+                    .unwrap_or(u64::MAX);
+        }
         self.prune.committed();
         let tx_ids = decided.tx_ids.clone();
         {
@@ -1008,7 +1029,7 @@ impl ConsensusApp {
             mempool.remove_expired(height.0 + 1);
         }
         self.undecided.retain(|(h, _), _| *h > height);
-        info!(%height, txs = tx_ids.len(), synced = undecided.synced, "committed");
+        info!(%height, txs = tx_ids.len(), synced = undecided.synced, commit_ms, "committed");
         self.reports.sync.send_modify(|report| {
             report.syncing = undecided.synced;
             if undecided.synced {
