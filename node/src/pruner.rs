@@ -4,8 +4,9 @@
 //! as long as committing a block (it rewrites every page the batch's nodes sit in). Inside the
 //! commit it held back one block in sixteen, and every transaction in it: that was the tail of
 //! the submit-to-commit latency (docs/PERFORMANCE.md). Here the commit is answered first, and the
-//! batch is deleted in its own write transaction ([`Store::prune_next_batch`]) while consensus
-//! moves on to the next height; the next commit waits for it only if it is still running then.
+//! batch is deleted in steps of at most [`PRUNE_STEP_NODES_MAX`] nodes, each in its own write
+//! transaction ([`Store::prune_step`]), while consensus moves on to the next height; a commit
+//! waits only for the step running when it comes (redb has one writer), not the whole batch.
 //!
 //! Validators prune at different heights: each lags the head by its own phase, spread over the
 //! batch by its place among the admitted validators. Four validators pruning the same batch at
@@ -17,7 +18,7 @@
 //! crash or a failed prune leaves a store that is merely less pruned, which the next batch (or
 //! the next start) catches up.
 
-use crate::store::{Store, STATE_PRUNE_BATCH_VERSIONS};
+use crate::store::{Store, PRUNE_STEP_NODES_MAX, STATE_PRUNE_BATCH_VERSIONS};
 use ledger_core::crypto::PublicKey;
 use std::collections::BTreeSet;
 use std::sync::{Arc, Condvar, Mutex};
@@ -119,9 +120,9 @@ pub fn pruning_phase(admitted: &BTreeSet<PublicKey>, own: &PublicKey) -> u64 {
     phase
 }
 
-/// The thread: waits for a commit, prunes every batch due one transaction at a time, and ends
-/// when its owner stops. A failed batch is reported and tried again after the next commit; the
-/// commit path reports a store that cannot be written at all, and stops the node.
+/// The thread: waits for a commit, prunes every batch due one step at a time, and ends when its
+/// owner stops. A failed step is reported and tried again after the next commit; the commit
+/// path reports a store that cannot be written at all, and stops the node.
 fn prune_until_stopped(store: &Store, phase: u64, signal: &PruneSignal) {
     loop {
         {
@@ -134,17 +135,25 @@ fn prune_until_stopped(store: &Store, phase: u64, signal: &PruneSignal) {
             }
             state.committed = false;
         }
+        // Each finished batch is logged once, with its steps' nodes and time summed.
+        let mut batch_nodes = 0;
+        let mut batch_started = Instant::now();
         loop {
-            let started = Instant::now();
-            match store.prune_next_batch(phase) {
-                Ok(Some(batch)) => {
-                    info!(
-                        through = batch.through,
-                        versions = STATE_PRUNE_BATCH_VERSIONS,
-                        nodes = batch.nodes,
-                        ms = started.elapsed().as_millis() as u64,
-                        "pruned replaced state-tree nodes"
-                    );
+            match store.prune_step(phase, PRUNE_STEP_NODES_MAX) {
+                Ok(Some(step)) => {
+                    batch_nodes += step.nodes;
+                    if step.batch_done {
+                        info!(
+                            through = step.batch_through,
+                            versions = STATE_PRUNE_BATCH_VERSIONS,
+                            nodes = batch_nodes,
+                            ms = u64::try_from(batch_started.elapsed().as_millis())
+                                .unwrap_or(u64::MAX),
+                            "pruned replaced state-tree nodes"
+                        );
+                        batch_nodes = 0;
+                        batch_started = Instant::now();
+                    }
                 }
                 Ok(None) => break,
                 Err(problem) => {

@@ -23,13 +23,15 @@
 //! | `tx_index` | canonical tx id | (height, index in block, ledger index) |
 //! | `assets_by_owner` | (canonical owner id, canonical asset id) | () |
 //!
-//! Behind the commits, [`Store::prune_next_batch`] deletes the state-tree nodes that went stale
-//! in the next batch of [`STATE_PRUNE_BATCH_VERSIONS`] versions ending at least
-//! [`STATE_VERSIONS_KEPT`] before the head, with their `state_stale_nodes` entries, in its own
-//! durable write transaction that also advances `pruned_through`; so `state_nodes` holds the
-//! recent versions' trees rather than the whole history (values are all kept), and a block's
-//! commit never waits for a batch to be deleted. The node runs it on its own thread
-//! (`crate::pruner`); a crash between the two leaves a store that is merely less pruned.
+//! Behind the commits, [`Store::prune_step`] deletes the state-tree nodes that went stale in the
+//! next batch of [`STATE_PRUNE_BATCH_VERSIONS`] versions ending at least [`STATE_VERSIONS_KEPT`]
+//! before the head, each with its `state_stale_nodes` entry, at most [`PRUNE_STEP_NODES_MAX`]
+//! in each durable write transaction of its own; the step that empties the batch also advances
+//! `pruned_through`. So `state_nodes` holds the recent versions' trees rather than the whole
+//! history (values are all kept), and a block's commit waits for at most one step. The node
+//! runs it on its own thread (`crate::pruner`); a crash between steps leaves a store that is
+//! merely less pruned, with the batch after `pruned_through` pruned in part, which the next
+//! step resumes and `verify-store` accepts.
 //!
 //! # Trust on open
 //!
@@ -52,8 +54,8 @@ pub use error::{is_no_space, mentions_no_space, StoreError};
 pub use snapshot::Snapshot;
 pub use tables::name as table_names;
 pub use tables::{
-    prunable_through, TxLocation, ASSETS_PAGE_MAX, STATE_PRUNE_BATCH_VERSIONS, STATE_VERSIONS_KEPT,
-    STORE_FORMAT_VERSION, TWO_PHASE_COMMIT,
+    prunable_through, TxLocation, ASSETS_PAGE_MAX, PRUNE_STEP_NODES_MAX,
+    STATE_PRUNE_BATCH_VERSIONS, STATE_VERSIONS_KEPT, STORE_FORMAT_VERSION, TWO_PHASE_COMMIT,
 };
 pub use verify::VerifyReport;
 
@@ -434,14 +436,20 @@ impl Store {
         self.snapshot()?.pruned_through()
     }
 
-    /// Deletes the state-tree nodes replaced in the oldest batch of [`STATE_PRUNE_BATCH_VERSIONS`]
-    /// versions not yet pruned, if the head `lag` heights back allows it ([`prunable_through`]),
-    /// and advances `pruned_through` to the batch's last version, in one durable write
-    /// transaction of its own. Returns the new `pruned_through` and how many nodes went, or
-    /// `None` when no batch is due.
+    /// Deletes up to `nodes_max` of the state-tree nodes replaced in the oldest batch of
+    /// [`STATE_PRUNE_BATCH_VERSIONS`] versions not yet pruned, if the head `lag` heights back
+    /// allows that batch ([`prunable_through`]), with their stale-index entries, in one durable
+    /// write transaction of its own; the step that empties the batch also advances
+    /// `pruned_through` to its last version. Returns what the step did, or `None` when no batch
+    /// is due.
+    ///
     /// Block commits wait for it (redb has one writer), so the node runs it behind them, one
-    /// batch at a time, each validator with its own lag (`crate::pruner::pruning_phase`).
-    pub fn prune_next_batch(&self, lag: u64) -> Result<Option<PrunedBatch>, StoreError> {
+    /// step at a time ([`PRUNE_STEP_NODES_MAX`]), each validator with its own lag
+    /// (`crate::pruner::pruning_phase`): a commit waits for one step, not a whole batch. A
+    /// batch pruned in part is consistent at every step (each node goes with its entry), and
+    /// the next step resumes it.
+    pub fn prune_step(&self, lag: u64, nodes_max: u64) -> Result<Option<PruneStep>, StoreError> {
+        assert!(nodes_max > 0, "a pruning step deletes something");
         // Most calls find nothing due: they learn it from a snapshot, without the write lock.
         if next_prune_batch(&self.snapshot()?, lag)?.is_none() {
             return Ok(None);
@@ -455,19 +463,22 @@ impl Store {
                 .db("ending a write transaction that pruned nothing")?;
             return Ok(None);
         };
-        let last = first + STATE_PRUNE_BATCH_VERSIONS - 1;
-        let nodes = prune_state_nodes(&txn, first, last)?;
-        txn.open_table(META)
-            .db("opening table meta")?
-            .insert(META_PRUNED_THROUGH, meta_u64(last).as_slice())
-            .db("writing table meta")?;
         drop(before);
+        let last = first + STATE_PRUNE_BATCH_VERSIONS - 1;
+        let (nodes, batch_done) = prune_state_nodes(&txn, first, last, nodes_max)?;
+        if batch_done {
+            txn.open_table(META)
+                .db("opening table meta")?
+                .insert(META_PRUNED_THROUGH, meta_u64(last).as_slice())
+                .db("writing table meta")?;
+        }
         txn.commit().db(&format!(
-            "committing the pruning of versions through {last}"
+            "committing the pruning of versions {first} to {last}"
         ))?;
-        Ok(Some(PrunedBatch {
-            through: last,
+        Ok(Some(PruneStep {
+            batch_through: last,
             nodes,
+            batch_done,
         }))
     }
 
@@ -479,13 +490,15 @@ impl Store {
     }
 }
 
-/// One batch of replaced state-tree nodes deleted by [`Store::prune_next_batch`].
+/// What one [`Store::prune_step`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PrunedBatch {
-    /// The store's new `pruned_through`: the batch's last version.
-    pub through: u64,
-    /// How many nodes the batch deleted, for the log.
+pub struct PruneStep {
+    /// The last version of the batch it pruned in: `pruned_through` once the batch is done.
+    pub batch_through: u64,
+    /// How many nodes it deleted.
     pub nodes: u64,
+    /// Whether it finished the batch (and so advanced `pruned_through`).
+    pub batch_done: bool,
 }
 
 /// Writes one version of the state tree: nodes, values (deletions as `None`), stale index.
@@ -552,10 +565,15 @@ fn write_meta_format(txn: &WriteTransaction, pruned_through: u64) -> Result<(), 
     Ok(())
 }
 
-/// Deletes the state-tree nodes stale since the versions `first ..= last`, and their
-/// stale-index entries. The stale entries are read and the nodes deleted as one stream, so
-/// memory stays flat whatever the batch holds. Returns how many nodes it deleted.
-fn prune_state_nodes(txn: &WriteTransaction, first: u64, last: u64) -> Result<u64, StoreError> {
+/// Deletes up to `nodes_max` of the state-tree nodes stale since the versions `first ..= last`,
+/// in the stale index's order, each with its stale-index entry. Returns how many it deleted and
+/// whether none is left. Memory holds at most `nodes_max` stale keys.
+fn prune_state_nodes(
+    txn: &WriteTransaction,
+    first: u64,
+    last: u64,
+    nodes_max: u64,
+) -> Result<(u64, bool), StoreError> {
     assert!(first <= last, "prune versions {first}..={last}");
     let mut stale = txn
         .open_table(STATE_STALE)
@@ -565,16 +583,23 @@ fn prune_state_nodes(txn: &WriteTransaction, first: u64, last: u64) -> Result<u6
         .db("opening table state_nodes")?;
     let empty: &[u8] = &[];
     let range = (first, 0u64, empty)..(last + 1, 0u64, empty);
-    let mut deleted = 0;
+    let mut taken: Vec<(u64, u64, Vec<u8>)> = Vec::new();
+    let mut batch_done = true;
     for entry in stale
         .range(range.clone())
         .db("reading table state_stale_nodes")?
     {
-        deleted += 1;
+        if taken.len() as u64 == nodes_max {
+            batch_done = false;
+            break;
+        }
         let (key, _) = entry.db("reading table state_stale_nodes")?;
         let (stale_since, node_version, path) = key.value();
+        taken.push((stale_since, node_version, path.to_vec()));
+    }
+    for (stale_since, node_version, path) in &taken {
         let removed = nodes
-            .remove((node_version, path))
+            .remove((*node_version, path.as_slice()))
             .db("pruning table state_nodes")?;
         if removed.is_none() {
             return Err(corrupt(
@@ -586,11 +611,11 @@ fn prune_state_nodes(txn: &WriteTransaction, first: u64, last: u64) -> Result<u6
                 "names a node that is not stored",
             ));
         }
+        stale
+            .remove((*stale_since, *node_version, path.as_slice()))
+            .db("pruning table state_stale_nodes")?;
     }
-    stale
-        .retain_in(range, |_, ()| false)
-        .db("pruning table state_stale_nodes")?;
-    Ok(deleted)
+    Ok((taken.len() as u64, batch_done))
 }
 
 /// Checks that an executed block's parts agree with each other and extend the stored head.

@@ -4,8 +4,8 @@
 mod store_common;
 use ipledger_node::pruner::StatePruner;
 use ipledger_node::store::{
-    prunable_through, table_names, Store, StoreError, TxLocation, STATE_PRUNE_BATCH_VERSIONS,
-    STATE_VERSIONS_KEPT, STORE_FORMAT_VERSION,
+    prunable_through, table_names, Store, StoreError, TxLocation, PRUNE_STEP_NODES_MAX,
+    STATE_PRUNE_BATCH_VERSIONS, STATE_VERSIONS_KEPT, STORE_FORMAT_VERSION,
 };
 use jmt::storage::{NibblePath, NodeKey, TreeReader};
 use ledger_core::block::CommitCertificate;
@@ -500,7 +500,7 @@ fn pruned_long_store() -> (TestChain, tempfile::TempDir, std::path::PathBuf) {
     let chain = long_chain();
     let (dir, path, store) = new_store(&chain);
     commit_all(&store, &chain);
-    while store.prune_next_batch(0).unwrap().is_some() {}
+    while store.prune_step(0, PRUNE_STEP_NODES_MAX).unwrap().is_some() {}
     drop(store);
     (chain, dir, path)
 }
@@ -525,11 +525,12 @@ fn replaced_state_nodes_are_pruned_and_what_the_node_reads_stays_whole() {
     assert_eq!(store.verify_chain().unwrap().heights_checked, head);
     // Pruning catches up one batch per call, and stops where the head allows.
     let mut pruned = 0;
-    while let Some(batch) = store.prune_next_batch(0).unwrap() {
-        assert_eq!(batch.through, pruned + STATE_PRUNE_BATCH_VERSIONS);
-        assert_eq!(store.pruned_through().unwrap(), batch.through);
-        assert!(batch.nodes > 0, "a batch of a growing tree deletes nodes");
-        pruned = batch.through;
+    while let Some(step) = store.prune_step(0, PRUNE_STEP_NODES_MAX).unwrap() {
+        assert!(step.batch_done, "the test chain's batches fit one step");
+        assert_eq!(step.batch_through, pruned + STATE_PRUNE_BATCH_VERSIONS);
+        assert_eq!(store.pruned_through().unwrap(), step.batch_through);
+        assert!(step.nodes > 0, "a batch of a growing tree deletes nodes");
+        pruned = step.batch_through;
     }
     let oldest_kept = prunable_through(head);
     assert_eq!(pruned, oldest_kept);
@@ -587,7 +588,7 @@ fn replaced_state_nodes_are_pruned_and_what_the_node_reads_stays_whole() {
     let store = Store::open(&_path).expect("a pruned store reopens");
     assert_eq!(store.head_height().unwrap(), head);
     assert_eq!(store.pruned_through().unwrap(), oldest_kept);
-    assert_eq!(store.prune_next_batch(0).unwrap(), None);
+    assert_eq!(store.prune_step(0, PRUNE_STEP_NODES_MAX).unwrap(), None);
 }
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new(table_names::META);
@@ -613,7 +614,7 @@ fn a_store_of_the_previous_format_is_upgraded_on_open() {
         store.pruned_through().unwrap(),
         prunable_through(chain.height())
     );
-    assert_eq!(store.prune_next_batch(0).unwrap(), None);
+    assert_eq!(store.prune_step(0, PRUNE_STEP_NODES_MAX).unwrap(), None);
     assert_eq!(
         store.verify_chain().unwrap().heights_checked,
         chain.height()
@@ -693,6 +694,112 @@ fn verify_store_refuses_a_pruned_node_left_behind_and_a_kept_node_missing() {
     );
 }
 
+/// Pruning in steps of a few nodes: each step deletes at most its limit, `pruned_through` moves
+/// only when a batch is empty, the store reopens and `verify-store` accepts it between any two
+/// steps (a crash there leaves a batch pruned in part), and the end is the store that pruning
+/// whole batches leaves.
+#[test]
+fn pruning_in_steps_is_whole_at_every_step_and_ends_where_whole_batches_do() {
+    let chain = long_chain();
+    let head = chain.height();
+    let (_dir, path, mut store) = new_store(&chain);
+    commit_all(&store, &chain);
+    let mut steps = 0;
+    let mut steps_in_part = 0;
+    while let Some(step) = store.prune_step(0, 5).unwrap() {
+        assert!(step.nodes <= 5, "a step of 5 deleted {}", step.nodes);
+        let pruned = store.pruned_through().unwrap();
+        if step.batch_done {
+            assert_eq!(pruned, step.batch_through);
+        } else {
+            assert_eq!(
+                step.nodes, 5,
+                "a step that leaves nodes behind used its whole limit"
+            );
+            assert_eq!(pruned, step.batch_through - STATE_PRUNE_BATCH_VERSIONS);
+            steps_in_part += 1;
+        }
+        steps += 1;
+        if steps % 5 == 1 {
+            drop(store);
+            store = Store::open(&path).expect("a store pruned in part reopens");
+            assert_eq!(store.verify_chain().unwrap().heights_checked, head);
+        }
+    }
+    assert!(
+        steps_in_part > 2,
+        "the batches took more than one step each"
+    );
+    assert_eq!(store.pruned_through().unwrap(), prunable_through(head));
+    let (_whole_dir, whole_path) = {
+        let (_, dir, path) = pruned_long_store();
+        (dir, path)
+    };
+    let whole = Store::open(&whole_path).unwrap();
+    assert_eq!(
+        store.verify_chain().unwrap(),
+        whole.verify_chain().unwrap(),
+        "the same nodes, values and entries are left"
+    );
+}
+
+type StaleIndex<'txn> = redb::Table<'txn, (u64, u64, &'static [u8]), ()>;
+const STATE_STALE: TableDefinition<(u64, u64, &[u8]), ()> =
+    TableDefinition::new(table_names::STATE_STALE);
+
+/// In the batch after `pruned_through` (which a crash may leave pruned in part) a stale entry
+/// may be gone with its node, and only so; in later batches, neither may be.
+#[test]
+fn verify_store_accepts_a_batch_pruned_in_part_only_node_with_entry() {
+    let chain = long_chain();
+    let (_dir, path, store) = new_store(&chain);
+    commit_all(&store, &chain);
+    drop(store);
+    let verify_edited = |edit: &dyn Fn(&mut StateNodes, &mut StaleIndex)| {
+        let copy = path.with_extension("edited");
+        std::fs::copy(&path, &copy).unwrap();
+        let db = Database::create(&copy).unwrap();
+        let txn = db.begin_write().unwrap();
+        edit(
+            &mut txn.open_table(STATE_NODES).unwrap(),
+            &mut txn.open_table(STATE_STALE).unwrap(),
+        );
+        txn.commit().unwrap();
+        drop(db);
+        let store = Store::open(&copy).expect("the head is intact, so the store opens");
+        assert_eq!(store.pruned_through().unwrap(), 0);
+        let verified = store.verify_chain().map_err(|error| error.to_string());
+        drop(store);
+        std::fs::remove_file(&copy).unwrap();
+        verified
+    };
+    // The root of `version`, replaced by the next block: stale since `version + 1`.
+    let remove = |version: u64, node: bool| {
+        move |nodes: &mut StateNodes, stale: &mut StaleIndex| {
+            let (_, root_path) = root_key(version);
+            assert!(stale
+                .remove((version + 1, version, root_path.as_slice()))
+                .unwrap()
+                .is_some());
+            if node {
+                assert!(nodes
+                    .remove((version, root_path.as_slice()))
+                    .unwrap()
+                    .is_some());
+            }
+        }
+    };
+    assert!(prunable_through(chain.height()) >= 2 * STATE_PRUNE_BATCH_VERSIONS);
+    // Version 1's root goes stale at 2, in the first batch, which the head allows.
+    verify_edited(&remove(1, true)).expect("pruned in part, node with entry");
+    let error = verify_edited(&remove(1, false)).unwrap_err();
+    assert!(error.contains("still stored"), "{error}");
+    // Version 17's root goes stale at 18, in the second batch: not begun while the first is not
+    // done.
+    let error = verify_edited(&remove(STATE_PRUNE_BATCH_VERSIONS + 1, true)).unwrap_err();
+    assert!(error.contains("missing"), "{error}");
+}
+
 /// The node's pruning thread catches up what is due when it starts, prunes behind later commits
 /// when told of them, and releases the store when dropped.
 #[test]
@@ -749,7 +856,11 @@ fn a_pruning_phase_delays_each_batch_by_that_many_heights() {
     for height in 1..=chain.height() {
         commit_height(&store, &chain, height);
         let before = store.pruned_through().unwrap();
-        while store.prune_next_batch(phase).unwrap().is_some() {}
+        while store
+            .prune_step(phase, PRUNE_STEP_NODES_MAX)
+            .unwrap()
+            .is_some()
+        {}
         let after = store.pruned_through().unwrap();
         assert_eq!(after, prunable_through(height.saturating_sub(phase)));
         if after > before {

@@ -38,13 +38,22 @@ pub(crate) const STORE_FORMAT_UPGRADABLE: u32 = 4;
 /// blocks, from which `verify-store` re-executes it.
 pub const STATE_VERSIONS_KEPT: u64 = 8;
 
-/// Replaced state-tree nodes are deleted in batches of this many versions, each in its own write
-/// transaction, once [`prunable_through`] the head reaches the batch's last version. A node sits in a page with
+/// Replaced state-tree nodes are deleted in batches of this many versions (each in steps of at
+/// most [`PRUNE_STEP_NODES_MAX`] nodes), once [`prunable_through`] the head reaches the batch's
+/// last version. A node sits in a page with
 /// nodes written in the same block, which go stale at scattered later heights; deleting one
 /// version's worth per commit rewrote a page for nearly every node deleted, and a batch rewrites
 /// each page it touches once. On a ledger of 10 million transactions pruning per version was
 /// about a third of the bytes written per transaction (docs/PERFORMANCE.md).
 pub const STATE_PRUNE_BATCH_VERSIONS: u64 = 16;
+
+/// The most replaced state-tree nodes one pruning step deletes, in one write transaction. A
+/// block's commit waits for a step in progress (redb has one writer); on a ledger of 10 million
+/// transactions a whole batch of 140,000-430,000 nodes took 7-18 s, at 30-48 µs a node, and
+/// was the longest wait a commit had. Steps of this many kept every commit there under 4 s
+/// (steps of 65,536 did not), at the price of more bytes written: each step is a durable
+/// commit of its own (docs/PERFORMANCE.md, "A ledger of 10 million transactions").
+pub const PRUNE_STEP_NODES_MAX: u64 = 16_384;
 
 /// The newest version whose replaced nodes may be pruned once block `height` is the head: nodes
 /// stale since a version at or below it may be deleted (0: none yet). A multiple of

@@ -5,7 +5,9 @@ use super::error::{corrupt, DbContext, StoreError};
 use super::head::{check_block_body, check_genesis, check_head_pointer};
 use super::index::owner_changes;
 use super::snapshot::{key_height, Snapshot};
-use super::tables::{decode_node, name, node_key_path, META_GENESIS};
+use super::tables::{
+    decode_node, name, node_key_path, prunable_through, META_GENESIS, STATE_PRUNE_BATCH_VERSIONS,
+};
 use ledger_core::block::Block;
 use ledger_core::crypto::Digest;
 use ledger_core::encoding;
@@ -47,6 +49,10 @@ struct Expected {
     /// Stale entries since this version or older, and their nodes, were pruned (the store's
     /// `pruned_through`, which the open's head check bounds by the head).
     pruned_through: u64,
+    /// The last version of the batch after `pruned_through` if the head allows it, which may
+    /// be pruned in part (a crash between two steps): its entries may be gone, each with its
+    /// node. `pruned_through` otherwise.
+    partly_pruned_through: u64,
     /// Re-executed nodes not in `state_nodes`: each must turn out pruned (go stale at or
     /// before `pruned_through`) by the end of the chain. Keyed by (version, nibble path).
     absent_nodes: BTreeSet<(u64, Vec<u8>)>,
@@ -70,8 +76,15 @@ pub(crate) fn verify_chain(snapshot: &Snapshot) -> Result<VerifyReport, StoreErr
     check_head_pointer(snapshot, head).map_err(at_genesis)?;
     let mut memory = MemoryStateStore::new();
     let mut merkle = MemoryMerkleStore::default();
+    let pruned_through = snapshot.pruned_through()?;
+    let next_batch_through = pruned_through + STATE_PRUNE_BATCH_VERSIONS;
     let mut expected = Expected {
-        pruned_through: snapshot.pruned_through()?,
+        pruned_through,
+        partly_pruned_through: if next_batch_through <= prunable_through(head) {
+            next_batch_through
+        } else {
+            pruned_through
+        },
         ..Expected::default()
     };
     let (_, update) = execute_genesis(&StateTree::new(&memory, None), &genesis)
@@ -259,7 +272,8 @@ fn verify_height(
 
 /// Every node, value and stale entry of one re-executed version is stored exactly, except the
 /// nodes and stale entries pruned since: a node absent now must go stale at or before
-/// `expected.pruned_through` (checked when its stale entry comes, and at the end of the chain).
+/// `expected.pruned_through`, or in the batch after it with its stale entry gone too (checked
+/// when its stale entry comes, and at the end of the chain).
 fn compare_update(
     snapshot: &Snapshot,
     update: &StateTreeUpdate,
@@ -310,15 +324,15 @@ fn compare_update(
             )
         };
         let stored = snapshot.has_stale(entry.stale_since_version, &entry.node_key)?;
-        if entry.stale_since_version > expected.pruned_through {
-            if !stored {
-                return Err(corrupt(name::STATE_STALE, key(), "missing"));
+        if stored {
+            if entry.stale_since_version <= expected.pruned_through {
+                return Err(corrupt(name::STATE_STALE, key(), "not pruned"));
             }
             expected.stale += 1;
             continue;
         }
-        if stored {
-            return Err(corrupt(name::STATE_STALE, key(), "not pruned"));
+        if entry.stale_since_version > expected.partly_pruned_through {
+            return Err(corrupt(name::STATE_STALE, key(), "missing"));
         }
         let node = (entry.node_key.version(), node_key_path(&entry.node_key));
         if !expected.absent_nodes.remove(&node) {
