@@ -26,7 +26,7 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 use tracing::{error, info};
 
-/// The pruning thread of a node. Dropping it stops the thread between batches and waits for it,
+/// The pruning thread of a node. Dropping it stops the thread between steps and waits for it,
 /// so no transaction of it outlives its owner's hold on the store.
 pub struct StatePruner {
     signal: Arc<PruneSignal>,
@@ -43,7 +43,7 @@ struct PruneSignal {
 struct SignalState {
     /// A block was committed since the thread last looked for due batches.
     committed: bool,
-    /// The owner is stopping: end after the current batch.
+    /// The owner is stopping: end after the current step.
     stopping: bool,
 }
 

@@ -566,8 +566,9 @@ fn write_meta_format(txn: &WriteTransaction, pruned_through: u64) -> Result<(), 
 }
 
 /// Deletes up to `nodes_max` of the state-tree nodes stale since the versions `first ..= last`,
-/// in the stale index's order, each with its stale-index entry. Returns how many it deleted and
-/// whether none is left. Memory holds at most `nodes_max` stale keys.
+/// in the stale index's order, and their stale-index entries. The entries are read and the
+/// nodes deleted as one stream, so memory stays flat whatever the step holds. Returns how many
+/// nodes it deleted and whether none is left.
 fn prune_state_nodes(
     txn: &WriteTransaction,
     first: u64,
@@ -582,24 +583,22 @@ fn prune_state_nodes(
         .open_table(STATE_NODES)
         .db("opening table state_nodes")?;
     let empty: &[u8] = &[];
-    let range = (first, 0u64, empty)..(last + 1, 0u64, empty);
-    let mut taken: Vec<(u64, u64, Vec<u8>)> = Vec::new();
+    let mut deleted = 0;
+    // The last stale entry whose node this step deleted: the entries up to it go too.
+    let mut last_taken: Option<(u64, u64, Vec<u8>)> = None;
     let mut batch_done = true;
     for entry in stale
-        .range(range.clone())
+        .range((first, 0u64, empty)..(last + 1, 0u64, empty))
         .db("reading table state_stale_nodes")?
     {
-        if taken.len() as u64 == nodes_max {
+        if deleted == nodes_max {
             batch_done = false;
             break;
         }
         let (key, _) = entry.db("reading table state_stale_nodes")?;
         let (stale_since, node_version, path) = key.value();
-        taken.push((stale_since, node_version, path.to_vec()));
-    }
-    for (stale_since, node_version, path) in &taken {
         let removed = nodes
-            .remove((*node_version, path.as_slice()))
+            .remove((node_version, path))
             .db("pruning table state_nodes")?;
         if removed.is_none() {
             return Err(corrupt(
@@ -611,11 +610,18 @@ fn prune_state_nodes(
                 "names a node that is not stored",
             ));
         }
+        deleted += 1;
+        last_taken = Some((stale_since, node_version, path.to_vec()));
+    }
+    if let Some((stale_since, node_version, path)) = &last_taken {
         stale
-            .remove((*stale_since, *node_version, path.as_slice()))
+            .retain_in(
+                (first, 0u64, empty)..=(*stale_since, *node_version, path.as_slice()),
+                |_, ()| false,
+            )
             .db("pruning table state_stale_nodes")?;
     }
-    Ok((taken.len() as u64, batch_done))
+    Ok((deleted, batch_done))
 }
 
 /// Checks that an executed block's parts agree with each other and extend the stored head.
