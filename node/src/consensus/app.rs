@@ -7,7 +7,7 @@
 //! `execute_block`; this module only feeds them and persists their output.
 
 use super::building::{
-    self, early_time_lead_ms, BuiltBlock, EarlyInputs, EarlyProposal, ProposalBudget, Proposing,
+    self, BuildPace, BuildPlan, BuiltBlock, EarlyInputs, EarlyProposal, ProposalBudget, Proposing,
 };
 use super::certificate;
 use super::context::{
@@ -191,10 +191,8 @@ pub struct ConsensusApp {
     decided_without_block: Option<Height>,
     /// The next height's block, if this node started building it while committing the last.
     early: Option<EarlyProposal>,
-    /// What this node's last durable commit of a non-empty block took per transaction, in
-    /// microseconds: a block built early is dated ahead by what the commit it waits for
-    /// should take (see [`early_time_lead_ms`]).
-    commit_us_per_tx: u64,
+    /// What this node's last commit took per transaction, which dates its early builds.
+    pace: BuildPace,
     /// How many transactions this node's proposals may hold.
     budget: ProposalBudget,
     /// This node's latest fresh proposal at a height not yet decided, to learn from its fate.
@@ -233,7 +231,7 @@ impl ConsensusApp {
             pending: Vec::new(),
             decided_without_block: None,
             early: None,
-            commit_us_per_tx: 0,
+            pace: BuildPace::default(),
             budget: ProposalBudget::new(block_txs_max),
             own_proposal: None,
             prune,
@@ -448,9 +446,12 @@ impl ConsensusApp {
         let txs_max = self
             .budget
             .for_round(round.as_u32().expect("a proposal's round is defined"));
+        // Due by half the round's propose timeout, counted from the engine's request: the rest is
+        // for the other validators to receive and check it.
+        let deadline = std::time::Instant::now() + timeout / 2;
         let built = match self.take_early(height, round).await? {
             Some(built) => built,
-            None => self.build_block(height, std::time::Instant::now() + timeout / 2, txs_max)?,
+            None => self.build_block(height, deadline, txs_max)?,
         };
         self.mempool
             .lock()
@@ -522,11 +523,7 @@ impl ConsensusApp {
             height: height.0,
             parent,
             parent_time_ms,
-            proposer: self.signer.address(),
-            clock_ms: &*self.clock_ms,
-            time_lead_ms: 0,
-            deadline,
-            txs_max,
+            plan: self.build_plan(0, deadline, txs_max),
         };
         building::build(
             &snapshot.state(head),
@@ -534,6 +531,23 @@ impl ConsensusApp {
             &HashSet::new(),
             proposing,
         )
+    }
+
+    /// How this node builds its next block: dated `time_lead_ms` ahead, taking transactions
+    /// until `deadline`, at most `txs_max` of them.
+    fn build_plan(
+        &self,
+        time_lead_ms: u64,
+        deadline: std::time::Instant,
+        txs_max: usize,
+    ) -> BuildPlan {
+        BuildPlan {
+            proposer: self.signer.address(),
+            clock_ms: Arc::clone(&self.clock_ms),
+            time_lead_ms,
+            deadline,
+            txs_max,
+        }
     }
 
     async fn publish_parts(
@@ -990,23 +1004,20 @@ impl ConsensusApp {
         let ledger_certificate = certificate::to_ledger(certificate);
         let decided = Arc::new(undecided.executed);
         if !undecided.synced && self.full_block_waiting(&decided) {
+            let time_lead_ms = self.pace.early_time_lead_ms(
+                decided.block.txs.len(),
+                self.genesis.consensus.clock_skew_max_ms,
+            );
+            let deadline = std::time::Instant::now()
+                + Duration::from_millis(self.genesis.consensus.propose_timeout_ms) / 2;
             self.early = Some(EarlyProposal::start(
                 Arc::clone(&decided),
                 EarlyInputs {
                     before: self.store.snapshot()?,
                     certificate: ledger_certificate.clone(),
                     mempool: Arc::clone(&self.mempool),
-                    proposer: self.signer.address(),
                     ctx: self.ctx.clone(),
-                    clock_ms: Arc::clone(&self.clock_ms),
-                    deadline: std::time::Instant::now()
-                        + Duration::from_millis(self.genesis.consensus.propose_timeout_ms) / 2,
-                    time_lead_ms: early_time_lead_ms(
-                        self.commit_us_per_tx,
-                        decided.block.txs.len(),
-                        self.genesis.consensus.clock_skew_max_ms,
-                    ),
-                    txs_max: self.budget.txs(),
+                    plan: self.build_plan(time_lead_ms, deadline, self.budget.txs()),
                 },
             ));
         }
@@ -1016,11 +1027,8 @@ impl ConsensusApp {
             .with_context(|| format!("durable commit of block {height} failed"))?;
         let commit_time = commit_started.elapsed();
         let commit_ms = u64::try_from(commit_time.as_millis()).unwrap_or(u64::MAX);
-        if !decided.block.txs.is_empty() {
-            self.commit_us_per_tx =
-                u64::try_from(commit_time.as_micros() / decided.block.txs.len() as u128)
-                    .unwrap_or(u64::MAX);
-        }
+        self.pace
+            .record_commit(commit_time, decided.block.txs.len());
         self.prune.committed();
         let tx_ids = decided.tx_ids.clone();
         {

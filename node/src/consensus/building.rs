@@ -17,8 +17,8 @@
 //! commit takes seconds, long enough that a block dated when its build started would be too
 //! old to propose and would be built again after the commit, wasting the build. So a block
 //! built early is dated ahead by as long as its parent's commit should take, from this node's
-//! last commit ([`early_time_lead_ms`]): about when it will be proposed. That is still no
-//! earlier than any transaction's admission, and no later than its own commit.
+//! last commit ([`BuildPace::early_time_lead_ms`]): about when it will be proposed. That is
+//! still no earlier than any transaction's admission, and no later than its own commit.
 
 use super::context::{Address, Height, IpledgerContext, ValidatorSet};
 use crate::mempool::Mempool;
@@ -34,7 +34,7 @@ use ledger_core::tx::TxId;
 use malachitebft_core_types::{Context as _, Round};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
 /// A block built from the mempool, and the transactions the rules refused while building it
@@ -46,26 +46,34 @@ pub struct BuiltBlock {
     pub refused: HashSet<TxId>,
 }
 
-/// What a proposer's block is built from, besides the state and the mempool.
-pub struct Proposing<'a> {
-    /// The block's height.
-    pub height: u64,
-    /// Its parent's hash and certificate.
-    pub parent: Parent,
-    /// Its parent's time: the block's must be later.
-    pub parent_time_ms: u64,
+/// Who builds a block, with what clock, and what ends the build: the same whether the block is
+/// built at the engine's request or early, during its parent's commit.
+#[derive(Clone)]
+pub struct BuildPlan {
     /// This node's validator address.
     pub proposer: Address,
     /// The local clock, in Unix milliseconds.
-    pub clock_ms: &'a (dyn Fn() -> u64 + Send + Sync),
+    pub clock_ms: Arc<dyn Fn() -> u64 + Send + Sync>,
     /// How far ahead of the clock the block is dated: 0, except for a block built early
-    /// ([`early_time_lead_ms`]).
+    /// ([`BuildPace::early_time_lead_ms`]).
     pub time_lead_ms: u64,
     /// When building stops taking transactions.
     pub deadline: Instant,
     /// The most transactions the block may hold (this node's [`ProposalBudget`]; the chain's
     /// limits may end it sooner).
     pub txs_max: usize,
+}
+
+/// What a proposer's block is built from, besides the state and the mempool.
+pub struct Proposing {
+    /// The block's height.
+    pub height: u64,
+    /// Its parent's hash and certificate.
+    pub parent: Parent,
+    /// Its parent's time: the block's must be later.
+    pub parent_time_ms: u64,
+    /// Who builds it and what ends the build.
+    pub plan: BuildPlan,
 }
 
 /// Builds the block `proposing` names on `state` (the state after its parent) from the
@@ -82,27 +90,27 @@ pub fn build<R: TreeReader + TxIndexRead>(
     state: &StateTree<'_, R>,
     mempool: &Mutex<Mempool>,
     parent_txs: &HashSet<TxId>,
-    proposing: Proposing<'_>,
+    proposing: Proposing,
 ) -> Result<BuiltBlock> {
+    let plan = &proposing.plan;
     let (mut builder, candidates) = {
         let mempool = mempool.lock().expect("mempool lock");
         let ctx = BlockContext {
             height: proposing.height,
-            time_ms: ((proposing.clock_ms)() + proposing.time_lead_ms)
-                .max(proposing.parent_time_ms + 1),
+            time_ms: ((plan.clock_ms)() + plan.time_lead_ms).max(proposing.parent_time_ms + 1),
         };
         let builder = BlockBuilder::new(state, ctx)?;
         let candidates: Vec<VerifiedTx> = mempool
             .iter()
             .filter(|vtx| !parent_txs.contains(&vtx.id()))
-            .take(builder.room().min(proposing.txs_max))
+            .take(builder.room().min(plan.txs_max))
             .cloned()
             .collect();
         (builder, candidates)
     };
     let mut refused = HashSet::new();
     for vtx in &candidates {
-        if Instant::now() > proposing.deadline {
+        if Instant::now() > plan.deadline {
             break;
         }
         match builder.push(vtx) {
@@ -114,18 +122,36 @@ pub fn build<R: TreeReader + TxIndexRead>(
             Err(TxError::Storage(error)) => return Err(error.into()),
         }
     }
-    let executed = builder.finish(state, proposing.proposer.public_key(), proposing.parent)?;
+    let executed = builder.finish(state, plan.proposer.public_key(), proposing.parent)?;
     Ok(BuiltBlock { executed, refused })
 }
 
-/// How far ahead a block built during its parent's commit is dated, in milliseconds: as long
-/// as committing the parent's `parent_txs` transactions should take at `commit_us_per_tx`
-/// (this node's last commit), which is about when the block will be proposed; but at most a
-/// quarter of the clock-skew bound, so that even if the commit ends at once the block is
-/// dated well within what the other validators accept.
-pub fn early_time_lead_ms(commit_us_per_tx: u64, parent_txs: usize, clock_skew_max_ms: u64) -> u64 {
-    let expected_ms = commit_us_per_tx.saturating_mul(parent_txs as u64) / 1_000;
-    expected_ms.min(clock_skew_max_ms / 4)
+/// What this node's last durable commit took per transaction, which dates its early builds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BuildPace {
+    /// This node's last durable commit of a non-empty block, per transaction, in microseconds.
+    commit_us_per_tx: u64,
+}
+
+impl BuildPace {
+    /// Records that a durable commit of a block of `txs` transactions took `took`.
+    pub fn record_commit(&mut self, took: Duration, txs: usize) {
+        let txs = u128::try_from(txs).expect("a usize fits a u128");
+        // An empty block's commit says nothing per transaction.
+        if let Some(us) = took.as_micros().checked_div(txs) {
+            self.commit_us_per_tx = u64::try_from(us).unwrap_or(u64::MAX);
+        }
+    }
+
+    /// How far ahead a block built during its parent's commit is dated, in milliseconds: as
+    /// long as committing the parent's `parent_txs` transactions should take at this node's
+    /// last commit's pace, which is about when the block will be proposed; but at most a
+    /// quarter of the clock-skew bound, so that even if the commit ends at once the block is
+    /// dated well within what the other validators accept.
+    pub fn early_time_lead_ms(&self, parent_txs: usize, clock_skew_max_ms: u64) -> u64 {
+        let expected_ms = self.commit_us_per_tx.saturating_mul(parent_txs as u64) / 1_000;
+        expected_ms.min(clock_skew_max_ms / 4)
+    }
 }
 
 /// What an early build needs besides the block being committed.
@@ -136,18 +162,10 @@ pub struct EarlyInputs {
     pub certificate: CommitCertificate,
     /// The mempool to build from.
     pub mempool: Arc<Mutex<Mempool>>,
-    /// This node's validator address.
-    pub proposer: Address,
     /// The consensus context, which names each round's proposer.
     pub ctx: IpledgerContext,
-    /// The local clock, in Unix milliseconds.
-    pub clock_ms: Arc<dyn Fn() -> u64 + Send + Sync>,
-    /// How far ahead of the clock the block is dated ([`early_time_lead_ms`]).
-    pub time_lead_ms: u64,
-    /// When building stops taking transactions.
-    pub deadline: Instant,
-    /// The most transactions the block may hold.
-    pub txs_max: usize,
+    /// Who builds the block and what ends the build.
+    pub plan: BuildPlan,
 }
 
 /// The next height's block, being built over the decided block while that block commits.
@@ -189,7 +207,7 @@ fn build_early(decided: &ExecutedBlock, inputs: EarlyInputs) -> Result<Option<Bu
     let first = inputs
         .ctx
         .select_proposer(&set, Height(height), Round::new(0));
-    if first.address != inputs.proposer {
+    if first.address != inputs.plan.proposer {
         return Ok(None);
     }
     let proposing = Proposing {
@@ -199,11 +217,7 @@ fn build_early(decided: &ExecutedBlock, inputs: EarlyInputs) -> Result<Option<Bu
             certificate: Some(inputs.certificate),
         },
         parent_time_ms: decided.block.header.time_ms,
-        proposer: inputs.proposer,
-        clock_ms: &*inputs.clock_ms,
-        time_lead_ms: inputs.time_lead_ms,
-        deadline: inputs.deadline,
-        txs_max: inputs.txs_max,
+        plan: inputs.plan,
     };
     build(&state, &inputs.mempool, pending.tx_ids(), proposing).map(Some)
 }
@@ -281,24 +295,41 @@ impl ProposalBudget {
 
 #[cfg(test)]
 mod tests {
-    use super::{early_time_lead_ms, ProposalBudget};
+    use super::{BuildPace, ProposalBudget};
     use proptest::prelude::*;
+    use std::time::Duration;
+
+    /// A pace after one commit of `txs` transactions that took `us_per_tx` each.
+    fn pace_after_commit(us_per_tx: u64, txs: usize) -> BuildPace {
+        let mut pace = BuildPace::default();
+        pace.record_commit(Duration::from_micros(us_per_tx * txs as u64), txs);
+        pace
+    }
 
     #[test]
     fn an_early_block_is_dated_ahead_by_its_parents_expected_commit_within_a_quarter_skew() {
         // 300 us per transaction, 4,000 transactions: the commit should take 1.2 s.
-        assert_eq!(early_time_lead_ms(300, 4_000, 5_000), 1_200);
+        let pace = pace_after_commit(300, 1_000);
+        assert_eq!(pace.early_time_lead_ms(4_000, 5_000), 1_200);
         assert_eq!(
-            early_time_lead_ms(300, 10_000, 5_000),
+            pace.early_time_lead_ms(10_000, 5_000),
             1_250,
             "never more than a quarter of the skew bound"
         );
         assert_eq!(
-            early_time_lead_ms(0, 10_000, 5_000),
+            BuildPace::default().early_time_lead_ms(10_000, 5_000),
             0,
             "no commit measured yet"
         );
-        assert_eq!(early_time_lead_ms(u64::MAX, usize::MAX, 5_000), 1_250);
+        let mut empty_commit = pace;
+        empty_commit.record_commit(Duration::from_secs(1), 0);
+        assert_eq!(
+            empty_commit, pace,
+            "an empty block's commit says nothing per transaction"
+        );
+        let mut slow = BuildPace::default();
+        slow.record_commit(Duration::MAX, 1);
+        assert_eq!(slow.early_time_lead_ms(usize::MAX, 5_000), 1_250);
     }
 
     #[test]
