@@ -584,19 +584,19 @@ fn prune_state_nodes(
         .db("opening table state_nodes")?;
     let empty: &[u8] = &[];
     let mut deleted = 0;
-    // The last stale entry whose node this step deleted: the entries up to it go too.
-    let mut last_taken: Option<(u64, u64, Vec<u8>)> = None;
-    let mut batch_done = true;
+    // The first stale entry this step leaves, when it stops before the batch's end: the
+    // entries before it go with their nodes. Copied once per step, not once per node.
+    let mut left_from: Option<(u64, u64, Vec<u8>)> = None;
     for entry in stale
         .range((first, 0u64, empty)..(last + 1, 0u64, empty))
         .db("reading table state_stale_nodes")?
     {
-        if deleted == nodes_max {
-            batch_done = false;
-            break;
-        }
         let (key, _) = entry.db("reading table state_stale_nodes")?;
         let (stale_since, node_version, path) = key.value();
+        if deleted == nodes_max {
+            left_from = Some((stale_since, node_version, path.to_vec()));
+            break;
+        }
         let removed = nodes
             .remove((node_version, path))
             .db("pruning table state_nodes")?;
@@ -611,17 +611,15 @@ fn prune_state_nodes(
             ));
         }
         deleted += 1;
-        last_taken = Some((stale_since, node_version, path.to_vec()));
     }
-    if let Some((stale_since, node_version, path)) = &last_taken {
-        stale
-            .retain_in(
-                (first, 0u64, empty)..=(*stale_since, *node_version, path.as_slice()),
-                |_, ()| false,
-            )
-            .db("pruning table state_stale_nodes")?;
-    }
-    Ok((deleted, batch_done))
+    let end = match &left_from {
+        Some((stale_since, node_version, path)) => (*stale_since, *node_version, path.as_slice()),
+        None => (last + 1, 0u64, empty),
+    };
+    stale
+        .retain_in((first, 0u64, empty)..end, |_, ()| false)
+        .db("pruning table state_stale_nodes")?;
+    Ok((deleted, left_from.is_none()))
 }
 
 /// Checks that an executed block's parts agree with each other and extend the stored head.

@@ -48,7 +48,6 @@ pub struct BuiltBlock {
 
 /// Who builds a block, with what clock, and what ends the build: the same whether the block is
 /// built at the engine's request or early, during its parent's commit.
-#[derive(Clone)]
 pub struct BuildPlan {
     /// This node's validator address.
     pub proposer: Address,

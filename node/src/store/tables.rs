@@ -40,11 +40,11 @@ pub const STATE_VERSIONS_KEPT: u64 = 8;
 
 /// Replaced state-tree nodes are deleted in batches of this many versions (each in steps of at
 /// most [`PRUNE_STEP_NODES_MAX`] nodes), once [`prunable_through`] the head reaches the batch's
-/// last version. A node sits in a page with
-/// nodes written in the same block, which go stale at scattered later heights; deleting one
-/// version's worth per commit rewrote a page for nearly every node deleted, and a batch (a step
-/// of it, since steps) rewrites each page it touches once. On a ledger of 10 million transactions pruning per version was
-/// about a third of the bytes written per transaction (docs/PERFORMANCE.md).
+/// last version. A node sits in a page with nodes written in the same block, which go stale at
+/// scattered later heights; deleting one version's worth per commit rewrote a page for nearly
+/// every node deleted, and a step of a batch rewrites each page it touches once. On a ledger of
+/// 10 million transactions pruning per version was about a third of the bytes written per
+/// transaction (docs/PERFORMANCE.md).
 pub const STATE_PRUNE_BATCH_VERSIONS: u64 = 16;
 
 /// The most replaced state-tree nodes one pruning step deletes, in one write transaction. A
