@@ -379,6 +379,15 @@ async fn a_backlog_is_built_into_blocks_during_commits_and_each_transaction_comm
     assert!(txs.iter().all(|tx| committed.contains(&tx.id())));
     let built_early = network.proposal_checks_total(|checks| &checks.built_early);
     assert!(built_early > 0, "no proposal was built during a commit");
+    // Early blocks are dated by each node's commit pace, so every node must have measured it.
+    for index in 0..4 {
+        let metrics = scrape_metrics(network.api(index)).await;
+        let pace = metric_total(&metrics, "ipledger_commit_microseconds_per_transaction");
+        assert!(
+            pace > 0,
+            "node {index} shows no commit pace after {head} heights"
+        );
+    }
     network.stop().await;
 }
 

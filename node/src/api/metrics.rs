@@ -13,6 +13,7 @@
 //! | `ipledger_http_connections` | gauge | HTTP connections open |
 //! | `ipledger_http_connections_refused_total` | counter | connections refused over the limit |
 //! | `ipledger_proposal_budget_transactions` | gauge | the most transactions this validator's next first-round proposal may hold (below the chain's limit after its proposals failed to be decided in their round: the validators are overloaded) |
+//! | `ipledger_commit_microseconds_per_transaction` | gauge | this validator's last durable commit of a non-empty block, per transaction (0 before the first); its early blocks are dated by it, and it rises as the store outgrows its page cache |
 //! | `ipledger_proposals_executed_streaming_total` | counter | other validators' proposals executed while their parts streamed in |
 //! | `ipledger_proposals_executed_complete_total` | counter | other validators' proposals executed once complete |
 //! | `ipledger_proposals_refused_total` | counter | proposals this node found invalid and prevoted nil on |
@@ -232,6 +233,14 @@ impl Collector for ProposalCollector {
             budget.metric_type(),
         )?;
         budget.encode(metric)?;
+        let pace = ConstGauge::new(checks.commit_us_per_tx.load(Relaxed) as i64);
+        let metric = encoder.encode_descriptor(
+            "ipledger_commit_microseconds_per_transaction",
+            "This node's last durable commit of a non-empty block, per transaction",
+            None,
+            pace.metric_type(),
+        )?;
+        pace.encode(metric)?;
         let counters = [
             (
                 "ipledger_proposals_executed_streaming",

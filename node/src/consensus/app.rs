@@ -105,7 +105,7 @@ pub struct AppReports {
 
 /// How proposals from other validators were checked: executed while their parts streamed in,
 /// or in full once complete (a later height, too many at once, or the streamed execution
-/// failed); and how many of this node's own were built early.
+/// failed); how many of this node's own were built early, and the commit pace they are dated by.
 #[derive(Debug, Default)]
 pub struct ProposalChecks {
     /// Proposals whose execution ran while they streamed.
@@ -122,6 +122,9 @@ pub struct ProposalChecks {
     /// The most transactions this node's next first-round proposal may hold (its
     /// [`ProposalBudget`]).
     pub budget_txs: std::sync::atomic::AtomicU64,
+    /// This node's last durable commit of a non-empty block, per transaction, in microseconds
+    /// (its [`BuildPace`]).
+    pub commit_us_per_tx: std::sync::atomic::AtomicU64,
 }
 
 /// Where a block to check came from, which decides what is checked.
@@ -1029,6 +1032,10 @@ impl ConsensusApp {
         let commit_ms = u64::try_from(commit_time.as_millis()).unwrap_or(u64::MAX);
         self.pace
             .record_commit(commit_time, decided.block.txs.len());
+        self.reports
+            .checks
+            .commit_us_per_tx
+            .store(self.pace.commit_us_per_tx(), Ordering::Relaxed);
         self.prune.committed();
         let tx_ids = decided.tx_ids.clone();
         {

@@ -142,6 +142,13 @@ impl BuildPace {
         }
     }
 
+    /// This node's last durable commit of a non-empty block, per transaction, in microseconds
+    /// (0 before the first): shown on `/metrics`, since it is what a node's early blocks are
+    /// dated by and what a large ledger slows first.
+    pub fn commit_us_per_tx(&self) -> u64 {
+        self.commit_us_per_tx
+    }
+
     /// How far ahead a block built during its parent's commit is dated, in milliseconds: as
     /// long as committing the parent's `parent_txs` transactions should take at this node's
     /// last commit's pace, which is about when the block will be proposed; but at most a
