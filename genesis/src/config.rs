@@ -58,8 +58,8 @@ pub const DEFAULT_P2P_PORT: u16 = 26656;
 pub const DEFAULT_HTTP_PORT: u16 = 26657;
 /// Default store cache (`[store] cache_mib`): a small share of a validator's memory, but large
 /// enough to hold a block's writes and the pages its checks read. At 64 MiB, four validators on
-/// one machine spent a fifth more CPU per transaction re-reading pages through system calls and
-/// writing out a block's pages before its commit (docs/PERFORMANCE.md, "The store's page cache").
+/// one machine spent about 1.3 times the CPU per transaction, re-reading pages through system
+/// calls and writing out a block's pages before its commit (docs/PERFORMANCE.md, "The store's page cache").
 pub const DEFAULT_STORE_CACHE_MIB: u32 = 512;
 /// The largest store cache a config may ask for (64 GiB): a larger number is a typo.
 pub const STORE_CACHE_MIB_MAX: u32 = 65_536;

@@ -225,22 +225,23 @@ impl Collector for ProposalCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
         use std::sync::atomic::Ordering::Relaxed;
         let checks = &self.checks;
-        let budget = ConstGauge::new(checks.budget_txs.load(Relaxed) as i64);
-        let metric = encoder.encode_descriptor(
-            "ipledger_proposal_budget_transactions",
-            "The most transactions this validator's next first-round proposal may hold",
-            None,
-            budget.metric_type(),
-        )?;
-        budget.encode(metric)?;
-        let pace = ConstGauge::new(checks.commit_us_per_tx.load(Relaxed) as i64);
-        let metric = encoder.encode_descriptor(
-            "ipledger_commit_microseconds_per_transaction",
-            "This node's last durable commit of a non-empty block, per transaction",
-            None,
-            pace.metric_type(),
-        )?;
-        pace.encode(metric)?;
+        let gauges = [
+            (
+                "ipledger_proposal_budget_transactions",
+                "The most transactions this validator's next first-round proposal may hold",
+                &checks.budget_txs,
+            ),
+            (
+                "ipledger_commit_microseconds_per_transaction",
+                "This node's last durable commit of a non-empty block, per transaction",
+                &checks.commit_us_per_tx,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let gauge = ConstGauge::new(i64::try_from(value.load(Relaxed)).unwrap_or(i64::MAX));
+            let metric = encoder.encode_descriptor(name, help, None, gauge.metric_type())?;
+            gauge.encode(metric)?;
+        }
         let counters = [
             (
                 "ipledger_proposals_executed_streaming",
