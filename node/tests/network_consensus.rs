@@ -426,6 +426,8 @@ async fn a_proposal_after_a_silent_round_holds_at_most_half_a_block() {
     // a round whose precommits timed out).
     let mut keys: Vec<_> = network.genesis.validators.iter().map(|v| v.key).collect();
     keys.sort();
+    // The chain's limit halved per round; a proposer's measured check pace can only lower it.
+    let propose_timeout = Duration::from_millis(network.genesis.consensus.propose_timeout_ms);
     let mut full_in_round_one = 0;
     let mut by_round = std::collections::BTreeMap::<u32, Vec<usize>>::new();
     for height in 1..=head {
@@ -439,7 +441,7 @@ async fn a_proposal_after_a_silent_round_holds_at_most_half_a_block() {
         assert!(built_round <= decided_round, "block {height}");
         let txs = block.txs.len();
         by_round.entry(built_round).or_default().push(txs);
-        let limit = ProposalBudget::new(BLOCK_TXS_MAX).for_round(built_round);
+        let limit = ProposalBudget::new(BLOCK_TXS_MAX, propose_timeout).for_round(built_round);
         assert!(
             txs <= limit,
             "block {height}, built for round {built_round}, holds {txs} transactions (limit {limit})"
@@ -455,6 +457,49 @@ async fn a_proposal_after_a_silent_round_holds_at_most_half_a_block() {
         "no block built for round 1 filled its limit; transactions per block by the round it \
          was built for: {by_round:?}"
     );
+    network.stop().await;
+}
+
+/// Each validator times its checks of the other validators' proposals and holds its own to
+/// what a check at that pace finishes in half the propose timeout. Under a backlog of blocks
+/// large enough that checking them takes measurable time, every validator shows the pace it
+/// measured on `/metrics`, and the budget it reports is within what that pace allows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proposals_are_held_to_what_the_measured_check_pace_allows() {
+    const BLOCK_TXS_MAX: usize = 4_000;
+    const BACKLOG: usize = 8_000;
+    let _one = ONE_NETWORK_AT_A_TIME.lock().await;
+    let mut genesis = network_genesis();
+    genesis.params.block_txs_max = BLOCK_TXS_MAX as u32;
+    // A short propose timeout: checks of a quarter of half of it (62 ms) count, which a block
+    // of a thousand transactions takes on any machine.
+    genesis.consensus.propose_timeout_ms = 500;
+    let network = Network::start_with(genesis, &[0, 1, 2, 3]).await;
+    network.wait_for_height(&[0, 1, 2, 3], 1).await;
+    let valid_until = network.height(0) + 120;
+    let txs = court_attestations(&network.genesis, "check-pace", BACKLOG, valid_until);
+    for (i, tx) in txs.iter().enumerate() {
+        submit(network.node(i % 4), &network.genesis, tx.clone(), now_ms());
+    }
+    let ids: Vec<TxId> = txs.iter().map(SignedTx::id).collect();
+    let head = wait_for_commits(network.node(0), &ids).await;
+    network.wait_for_height(&[0, 1, 2, 3], head).await;
+    let check_time_max_us = network.genesis.consensus.propose_timeout_ms * 1_000 / 2;
+    for index in 0..4 {
+        let metrics = scrape_metrics(network.api(index)).await;
+        let check_us = metric_total(&metrics, "ipledger_check_microseconds_per_transaction");
+        assert!(
+            check_us > 0,
+            "node {index} shows no check pace after {head} heights of a backlog"
+        );
+        let budget = metric_total(&metrics, "ipledger_proposal_budget_transactions");
+        let allowed = (check_time_max_us / check_us).max(ProposalBudget::FLOOR_TXS as u64);
+        assert!(
+            budget <= allowed,
+            "node {index}'s proposal budget is {budget}, but a check at its pace of {check_us} \
+             us per transaction finishes only {allowed} in {check_time_max_us} us"
+        );
+    }
     network.stop().await;
 }
 

@@ -81,7 +81,9 @@ pub struct NetworkStatus {
     /// height that overran its target interval).
     pub proposals_built_early: u64,
     /// The most transactions this node's next first-round proposal may hold (see
-    /// `ProposalBudget`): below the chain's limit after its proposals failed to be decided.
+    /// `ProposalBudget`): below the chain's limit when its checks of other validators'
+    /// proposals say a full block would not be checked in time, or after its proposals failed
+    /// to be decided.
     pub proposal_budget_txs: u64,
 }
 

@@ -12,8 +12,9 @@
 //! | `ipledger_admission_rejections_total{code}` | counter | submissions refused, by code |
 //! | `ipledger_http_connections` | gauge | HTTP connections open |
 //! | `ipledger_http_connections_refused_total` | counter | connections refused over the limit |
-//! | `ipledger_proposal_budget_transactions` | gauge | the most transactions this validator's next first-round proposal may hold (below the chain's limit after its proposals failed to be decided in their round: the validators are overloaded) |
+//! | `ipledger_proposal_budget_transactions` | gauge | the most transactions this validator's next first-round proposal may hold (below the chain's limit when its checks of other validators' proposals say a full block would not be checked in half the propose timeout, or after its proposals failed to be decided in their round: the validators are overloaded) |
 //! | `ipledger_commit_microseconds_per_transaction` | gauge | this validator's last durable commit of a non-empty block, per transaction (0 before the first); its early blocks are dated by it, and it rises as the store outgrows its page cache |
+//! | `ipledger_check_microseconds_per_transaction` | gauge | this validator's last check of another validator's non-empty proposal, per transaction, from its first part to the verdict (0 before the first); its proposal budget holds what a check at this pace finishes in half the propose timeout |
 //! | `ipledger_proposals_executed_streaming_total` | counter | other validators' proposals executed while their parts streamed in |
 //! | `ipledger_proposals_executed_complete_total` | counter | other validators' proposals executed once complete |
 //! | `ipledger_proposals_refused_total` | counter | proposals this node found invalid and prevoted nil on |
@@ -235,6 +236,11 @@ impl Collector for ProposalCollector {
                 "ipledger_commit_microseconds_per_transaction",
                 "This node's last durable commit of a non-empty block, per transaction",
                 &checks.commit_us_per_tx,
+            ),
+            (
+                "ipledger_check_microseconds_per_transaction",
+                "This node's last check of another validator's non-empty proposal, per transaction",
+                &checks.check_us_per_tx,
             ),
         ];
         for (name, help, value) in gauges {

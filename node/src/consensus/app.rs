@@ -125,6 +125,9 @@ pub struct ProposalChecks {
     /// This node's last durable commit of a non-empty block, per transaction, in microseconds
     /// (its [`BuildPace`]).
     pub commit_us_per_tx: std::sync::atomic::AtomicU64,
+    /// This node's last check of another validator's non-empty proposal, per transaction, in
+    /// microseconds, which bounds its [`ProposalBudget`].
+    pub check_us_per_tx: std::sync::atomic::AtomicU64,
 }
 
 /// Where a block to check came from, which decides what is checked.
@@ -150,8 +153,9 @@ struct Assembled {
     streamed: Option<ExecutionWorker>,
 }
 
-#[derive(Default)]
 struct PartialStream {
+    /// When its first part reached the application: a check's time is counted from here.
+    opened: std::time::Instant,
     parts: BTreeMap<u64, ProposalPart>,
     fin_sequence: Option<u64>,
     bytes: usize,
@@ -221,6 +225,10 @@ impl ConsensusApp {
         let ctx = IpledgerContext::new(genesis.chain_id.as_str().into());
         let block_txs_max =
             usize::try_from(genesis.params.block_txs_max).expect("a u32 fits a usize");
+        let budget = ProposalBudget::new(
+            block_txs_max,
+            Duration::from_millis(genesis.consensus.propose_timeout_ms),
+        );
         let app = ConsensusApp {
             ctx,
             genesis,
@@ -235,7 +243,7 @@ impl ConsensusApp {
             decided_without_block: None,
             early: None,
             pace: BuildPace::default(),
-            budget: ProposalBudget::new(block_txs_max),
+            budget,
             own_proposal: None,
             prune,
             #[cfg(feature = "byzantine")]
@@ -611,7 +619,16 @@ impl ConsensusApp {
             return Ok(None);
         }
         let block_bytes_max = self.genesis.params.block_bytes_max as usize;
-        let stream = self.streams.entry(key.clone()).or_default();
+        let stream = self
+            .streams
+            .entry(key.clone())
+            .or_insert_with(|| PartialStream {
+                opened: std::time::Instant::now(),
+                parts: BTreeMap::new(),
+                fin_sequence: None,
+                bytes: 0,
+                streamed: None,
+            });
         match part.content {
             StreamContent::Fin => stream.fin_sequence = Some(part.sequence),
             StreamContent::Data(data) => {
@@ -636,6 +653,7 @@ impl ConsensusApp {
             return Ok(None);
         }
         let stream = self.streams.remove(&key).expect("present");
+        let opened = stream.opened;
         let Some(assembled) = self.assemble(stream) else {
             return Ok(None);
         };
@@ -647,7 +665,27 @@ impl ConsensusApp {
             self.pending.push(assembled);
             return Ok(None);
         }
-        self.check_proposal(assembled).map(Some)
+        let proposed = self.check_proposal(assembled)?;
+        self.record_check_pace(&proposed, opened.elapsed());
+        Ok(Some(proposed))
+    }
+
+    /// Learns from a valid proposal just checked, `took` after its first part arrived, how
+    /// many transactions this node's own proposals may hold (see [`ProposalBudget`]).
+    fn record_check_pace(&mut self, proposed: &ProposedValue<IpledgerContext>, took: Duration) {
+        if proposed.validity != Validity::Valid {
+            return;
+        }
+        let Some(undecided) = self.undecided.get(&(proposed.height, proposed.value)) else {
+            return;
+        };
+        self.budget
+            .record_check(took, undecided.executed.block.txs.len());
+        self.reports
+            .checks
+            .check_us_per_tx
+            .store(self.budget.check_us_per_tx(), Ordering::Relaxed);
+        self.report_budget();
     }
 
     /// Feeds the parts that arrived in order to the stream's decoder and its transactions to

@@ -228,50 +228,99 @@ fn build_early(decided: &ExecutedBlock, inputs: EarlyInputs) -> Result<Option<Bu
     build(&state, &inputs.mempool, pending.tx_ids(), proposing).map(Some)
 }
 
-/// How many transactions this node's proposals may hold: the chain's limit, until a proposal
-/// of this node's fails to be decided in its round.
+/// How many transactions this node's proposals may hold: the chain's limit, until this node
+/// measures that the other validators could not check that many within the propose timeout, or
+/// a proposal of its own fails to be decided in its round.
 ///
 /// The other validators must check a proposal within the propose timeout. On a loaded machine
 /// they may not manage a full block: they prevote nil, the round fails, and the next proposer,
 /// finding even more transactions waiting, proposes another full block that fails the same
-/// way. So a proposer halves its budget each time its own proposal is not decided in the round
-/// it was proposed in, and takes back a quarter each time a proposal that filled its budget is.
-/// A later round of a height also halves, per round, what a fresh proposal may hold, so that a
-/// height whose first proposal was too large to check ends with a smaller one. Only block size
-/// adapts: the ledger's rules and every timeout stay as the genesis sets them, and the budget
-/// is this node's own choice, which no other validator checks.
+/// way. A failed round costs the whole propose timeout and a vote timeout, and the checks done
+/// in it are thrown away. Two limits keep proposals checkable:
+///
+/// - **The check pace.** Each time this node checks another validator's non-empty proposal it
+///   records how long that took per transaction, from the proposal's first part to its
+///   verdict. Its own proposals then hold at most what a check at that pace finishes in half
+///   the propose timeout; the other half is for the proposal to reach validators that started
+///   the round earlier. Validators run the same software on the same load, so this node's pace
+///   is its best estimate of theirs, learnt before any round fails. From one check to the next
+///   the limit moves towards the size whose check takes exactly that half, whichever side it
+///   starts on (a small block's check is dear per transaction, so its limit is larger).
+/// - **The failures.** A proposer halves its budget each time its own proposal is not decided
+///   in the round it was proposed in, and takes back a quarter each time a proposal that
+///   filled its limit is. A later round of a height also halves, per round, what a fresh
+///   proposal may hold, so that a height whose first proposal was too large to check ends with
+///   a smaller one.
+///
+/// Only block size adapts: the ledger's rules and every timeout stay as the genesis sets them,
+/// and the budget is this node's own choice, which no other validator checks. A validator
+/// alone never checks another's proposal, so only the chain's limit and failures bound it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProposalBudget {
+    /// The round-0 limit learnt from failures (at most `chain_max`).
     txs: usize,
     chain_max: usize,
+    /// How long the check of a proposal may take: half the propose timeout.
+    check_time_max: Duration,
+    /// This node's last check of another validator's non-empty proposal, per transaction, in
+    /// microseconds (0 before the first).
+    check_us_per_tx: u64,
 }
 
 impl ProposalBudget {
     /// The least a budget falls to: a block of this many is checked in milliseconds.
     pub const FLOOR_TXS: usize = 64;
 
-    /// A full budget under the chain's limit of `chain_max` transactions per block.
-    pub fn new(chain_max: usize) -> ProposalBudget {
+    /// A full budget under the chain's limit of `chain_max` transactions per block, for a
+    /// chain whose propose timeout is `propose_timeout`.
+    pub fn new(chain_max: usize, propose_timeout: Duration) -> ProposalBudget {
         assert!(
             chain_max > 0,
             "a chain's blocks hold at least one transaction"
         );
+        assert!(!propose_timeout.is_zero(), "a propose timeout is positive");
         ProposalBudget {
             txs: chain_max,
             chain_max,
+            check_time_max: propose_timeout / 2,
+            check_us_per_tx: 0,
         }
     }
 
-    /// The budget of the first round of a height.
+    /// The most a first-round proposal may hold.
     pub fn txs(&self) -> usize {
-        self.txs
+        self.for_round(0)
     }
 
-    /// The most a fresh proposal may hold in `round` of a height: the budget, halved per round
-    /// after the first, never below [`Self::FLOOR_TXS`] (or the chain's limit, if lower).
+    /// The most a fresh proposal may hold in `round` of a height: the budget (the lower of the
+    /// failures' limit and the check pace's), halved per round after the first, never below
+    /// [`Self::FLOOR_TXS`] (or the chain's limit, if lower).
     pub fn for_round(&self, round: u32) -> usize {
-        let halved = self.txs.checked_shr(round).unwrap_or(0);
+        let halved = self.round_zero().checked_shr(round).unwrap_or(0);
         halved.max(self.floor())
+    }
+
+    /// This node's last check of another validator's non-empty proposal, per transaction, in
+    /// microseconds (0 before the first): shown on `/metrics`, since it sets the budget.
+    pub fn check_us_per_tx(&self) -> u64 {
+        self.check_us_per_tx
+    }
+
+    /// Records that checking another validator's proposal of `txs` transactions took `took`,
+    /// from its first part to the verdict. A check shorter than a quarter of the time a check
+    /// may take is not recorded: its time is mostly a block's fixed cost (the state root, the
+    /// ledger nodes), so its pace per transaction would cap the next proposal at a few times
+    /// its size, and a burst after a quiet spell would start with tiny blocks. The pace learnt
+    /// under the last load stays until a check long enough to measure replaces it.
+    pub fn record_check(&mut self, took: Duration, txs: usize) {
+        if txs == 0 || took < self.check_time_max / 4 {
+            return;
+        }
+        let txs = u128::try_from(txs).expect("a usize fits a u128");
+        // Rounded up, so the limit errs towards checks that finish in time; and a check faster
+        // than a microsecond per transaction still counts as one.
+        let us = took.as_micros().div_ceil(txs).max(1);
+        self.check_us_per_tx = u64::try_from(us).unwrap_or(u64::MAX);
     }
 
     /// Records how this node's proposal of `proposed` transactions, under a limit of `limit`,
@@ -283,7 +332,8 @@ impl ProposalBudget {
                 self.txs = (self.txs + self.txs.div_ceil(4)).min(self.chain_max);
             }
         } else {
-            self.txs = (self.txs / 2).max(self.floor());
+            // Halve what the first round could hold, whichever limit set it.
+            self.txs = (self.round_zero() / 2).max(self.floor());
         }
         assert!(
             self.floor() <= self.txs && self.txs <= self.chain_max,
@@ -292,6 +342,20 @@ impl ProposalBudget {
             self.floor(),
             self.chain_max
         );
+    }
+
+    /// The lower of the failures' limit and what a check at this node's pace finishes in
+    /// `check_time_max`.
+    fn round_zero(&self) -> usize {
+        let by_pace = match self
+            .check_time_max
+            .as_micros()
+            .checked_div(u128::from(self.check_us_per_tx))
+        {
+            Some(txs) => usize::try_from(txs).unwrap_or(usize::MAX),
+            None => usize::MAX,
+        };
+        self.txs.min(by_pace)
     }
 
     fn floor(&self) -> usize {
@@ -304,6 +368,9 @@ mod tests {
     use super::{BuildPace, ProposalBudget};
     use proptest::prelude::*;
     use std::time::Duration;
+
+    /// The propose timeout the budgets below are for: checks may take half of it, 1 s.
+    const TIMEOUT: Duration = Duration::from_secs(2);
 
     /// A pace after one commit of `txs` transactions that took `us_per_tx` each.
     fn pace_after_commit(us_per_tx: u64, txs: usize) -> BuildPace {
@@ -340,7 +407,7 @@ mod tests {
 
     #[test]
     fn a_failed_proposal_halves_the_budget_and_full_decided_ones_win_it_back() {
-        let mut budget = ProposalBudget::new(10_000);
+        let mut budget = ProposalBudget::new(10_000, TIMEOUT);
         assert_eq!(budget.txs(), 10_000);
         budget.record(10_000, 10_000, false);
         assert_eq!(budget.txs(), 5_000);
@@ -364,18 +431,97 @@ mod tests {
 
     #[test]
     fn later_rounds_halve_a_fresh_proposal_down_to_the_floor() {
-        let budget = ProposalBudget::new(10_000);
+        let budget = ProposalBudget::new(10_000, TIMEOUT);
         assert_eq!(budget.for_round(0), 10_000);
         assert_eq!(budget.for_round(1), 5_000);
         assert_eq!(budget.for_round(3), 1_250);
         assert_eq!(budget.for_round(20), ProposalBudget::FLOOR_TXS);
         assert_eq!(budget.for_round(u32::MAX), ProposalBudget::FLOOR_TXS);
-        let tiny = ProposalBudget::new(10);
+        let tiny = ProposalBudget::new(10, TIMEOUT);
         assert_eq!(
             tiny.for_round(5),
             10,
             "a chain limit under the floor is the floor"
         );
+    }
+
+    #[test]
+    fn a_proposal_holds_what_a_check_at_the_measured_pace_finishes_in_half_the_timeout() {
+        let mut budget = ProposalBudget::new(10_000, TIMEOUT);
+        assert_eq!(budget.check_us_per_tx(), 0);
+        assert_eq!(budget.txs(), 10_000, "no check measured yet");
+        // 8,000 transactions checked in 1.6 s: 200 us each, so 1 s holds 5,000.
+        budget.record_check(Duration::from_millis(1_600), 8_000);
+        assert_eq!(budget.check_us_per_tx(), 200);
+        assert_eq!(budget.txs(), 5_000);
+        assert_eq!(
+            budget.for_round(1),
+            2_500,
+            "later rounds halve the capped limit"
+        );
+        budget.record_check(Duration::from_secs(1), 0);
+        assert_eq!(
+            budget.txs(),
+            5_000,
+            "an empty proposal says nothing per transaction"
+        );
+        // A check too short to measure leaves the pace as it was.
+        budget.record_check(Duration::from_millis(249), 10);
+        assert_eq!(budget.check_us_per_tx(), 200);
+        // A faster check raises the limit again, up to the chain's.
+        budget.record_check(Duration::from_millis(250), 5_000);
+        assert_eq!(budget.check_us_per_tx(), 50);
+        assert_eq!(budget.txs(), 10_000);
+        budget.record_check(Duration::from_millis(250), usize::MAX);
+        assert_eq!(
+            budget.check_us_per_tx(),
+            1,
+            "never below a microsecond each"
+        );
+        assert_eq!(budget.txs(), 10_000);
+        budget.record_check(Duration::MAX, 1);
+        assert_eq!(
+            budget.txs(),
+            ProposalBudget::FLOOR_TXS,
+            "never below the floor"
+        );
+    }
+
+    #[test]
+    fn from_a_small_block_the_pace_limit_grows_towards_what_a_check_finishes_in_time() {
+        // Checks cost 50 ms plus 200 us per transaction: 4,750 transactions take exactly 1 s.
+        let check = |txs: usize| Duration::from_micros(50_000 + 200 * txs as u64);
+        let mut budget = ProposalBudget::new(50_000, TIMEOUT);
+        // Quiet: a block of 5 is checked in 51 ms, which says nothing about a full one.
+        budget.record_check(check(5), 5);
+        assert_eq!(
+            budget.txs(),
+            50_000,
+            "a short check does not cap the next proposal"
+        );
+        let mut limits = vec![];
+        // The first check long enough to measure: 1,000 transactions in 250 ms.
+        let mut proposed = 1_000;
+        for _ in 0..12 {
+            budget.record_check(check(proposed), proposed);
+            proposed = budget.txs();
+            limits.push(proposed);
+        }
+        assert!(limits.windows(2).all(|w| w[0] <= w[1]), "{limits:?}");
+        let last = *limits.last().expect("twelve limits");
+        assert!((4_600..=4_750).contains(&last), "{limits:?}");
+        assert!(check(last) <= Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_failure_halves_the_limit_the_pace_set() {
+        let mut budget = ProposalBudget::new(10_000, TIMEOUT);
+        budget.record_check(Duration::from_millis(1_600), 8_000);
+        assert_eq!(budget.txs(), 5_000);
+        budget.record(5_000, 5_000, false);
+        assert_eq!(budget.txs(), 2_500);
+        budget.record_check(Duration::from_millis(100), 1_000);
+        assert_eq!(budget.txs(), 2_500, "a faster pace does not undo a failure");
     }
 
     proptest! {
@@ -384,20 +530,24 @@ mod tests {
         #[test]
         fn the_budget_stays_within_its_bounds(
             chain_max in 1usize..60_000,
-            outcomes in proptest::collection::vec((any::<bool>(), 0usize..=100, 0u32..40), 0..200),
+            outcomes in proptest::collection::vec(
+                (any::<bool>(), 0usize..=100, 0u32..40, 0u64..5_000),
+                0..200,
+            ),
         ) {
-            let mut budget = ProposalBudget::new(chain_max);
-            for (decided, fill_percent, round) in outcomes {
+            let mut budget = ProposalBudget::new(chain_max, TIMEOUT);
+            for (decided, fill_percent, round, check_us) in outcomes {
                 let limit = budget.for_round(round);
                 let proposed = limit * fill_percent / 100;
                 let before = budget.txs();
                 budget.record(proposed, limit, decided);
-                prop_assert!(budget.txs() >= ProposalBudget::FLOOR_TXS.min(chain_max));
-                prop_assert!(budget.txs() <= chain_max);
-                prop_assert!(budget.for_round(round) >= 1);
                 if !decided {
                     prop_assert!(budget.txs() <= before);
                 }
+                budget.record_check(Duration::from_micros(check_us * proposed as u64), proposed);
+                prop_assert!(budget.txs() >= ProposalBudget::FLOOR_TXS.min(chain_max));
+                prop_assert!(budget.txs() <= chain_max);
+                prop_assert!(budget.for_round(round) >= 1);
             }
         }
     }
