@@ -405,19 +405,7 @@ async fn a_proposal_after_a_silent_round_holds_at_most_half_a_block() {
     // Validator 3 never starts: its turns as first proposer end in a later round.
     let running = [0, 1, 2];
     let network = Network::start_with(genesis, &running).await;
-    network.wait_for_height(&running, 1).await;
-    let valid_until = network.height(0) + 90;
-    let txs = court_attestations(&network.genesis, "silent-round", BACKLOG, valid_until);
-    for (i, tx) in txs.iter().enumerate() {
-        submit(
-            network.node(running[i % running.len()]),
-            &network.genesis,
-            tx.clone(),
-            now_ms(),
-        );
-    }
-    let ids: Vec<TxId> = txs.iter().map(SignedTx::id).collect();
-    wait_for_commits(network.node(0), &ids).await;
+    commit_backlog(&network, &running, "silent-round", BACKLOG).await;
     let store = &network.node(0).store;
     let head = store.head_height().unwrap();
     // Proposers take turns over the validators sorted by key, offset by height and round, so a
@@ -475,14 +463,7 @@ async fn proposals_are_held_to_what_the_measured_check_pace_allows() {
     // of a thousand transactions takes on any machine.
     genesis.consensus.propose_timeout_ms = 500;
     let network = Network::start_with(genesis, &[0, 1, 2, 3]).await;
-    network.wait_for_height(&[0, 1, 2, 3], 1).await;
-    let valid_until = network.height(0) + 120;
-    let txs = court_attestations(&network.genesis, "check-pace", BACKLOG, valid_until);
-    for (i, tx) in txs.iter().enumerate() {
-        submit(network.node(i % 4), &network.genesis, tx.clone(), now_ms());
-    }
-    let ids: Vec<TxId> = txs.iter().map(SignedTx::id).collect();
-    let head = wait_for_commits(network.node(0), &ids).await;
+    let head = commit_backlog(&network, &[0, 1, 2, 3], "check-pace", BACKLOG).await;
     network.wait_for_height(&[0, 1, 2, 3], head).await;
     let check_time_max_us = network.genesis.consensus.propose_timeout_ms * 1_000 / 2;
     for index in 0..4 {
@@ -621,6 +602,25 @@ async fn gossip_crosses_a_missing_link_through_a_third_validator() {
     )
     .await;
     network.stop().await;
+}
+
+/// Once the validators `running` are past height 1, submits `count` court attestations
+/// (`"<label> <i>"`) to them in turn, all at once, and waits until the first of them has
+/// committed them all; returns the highest height among them.
+async fn commit_backlog(network: &Network, running: &[usize], label: &str, count: usize) -> u64 {
+    network.wait_for_height(running, 1).await;
+    let valid_until = network.height(running[0]) + 90;
+    let txs = court_attestations(&network.genesis, label, count, valid_until);
+    for (i, tx) in txs.iter().enumerate() {
+        submit(
+            network.node(running[i % running.len()]),
+            &network.genesis,
+            tx.clone(),
+            now_ms(),
+        );
+    }
+    let ids: Vec<TxId> = txs.iter().map(SignedTx::id).collect();
+    wait_for_commits(network.node(running[0]), &ids).await
 }
 
 /// Submits each of `txs` to node `to(i)`, each past the gossip flush interval after the last,

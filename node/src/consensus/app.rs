@@ -671,7 +671,9 @@ impl ConsensusApp {
     }
 
     /// Learns from a valid proposal just checked, `took` after its first part arrived, how
-    /// many transactions this node's own proposals may hold (see [`ProposalBudget`]).
+    /// many transactions this node's own proposals may hold (see [`ProposalBudget`]). Only
+    /// proposals checked as they complete are timed: one that arrived ahead of its height
+    /// waits for it, and that wait is no check.
     fn record_check_pace(&mut self, proposed: &ProposedValue<IpledgerContext>, took: Duration) {
         if proposed.validity != Validity::Valid {
             return;
@@ -681,10 +683,6 @@ impl ConsensusApp {
         };
         self.budget
             .record_check(took, undecided.executed.block.txs.len());
-        self.reports
-            .checks
-            .check_us_per_tx
-            .store(self.budget.check_us_per_tx(), Ordering::Relaxed);
         self.report_budget();
     }
 
@@ -1140,13 +1138,17 @@ impl ConsensusApp {
         }
     }
 
-    /// Publishes the proposal budget for `/v1/status` and `/metrics`: the one place the
-    /// reported figure is written, so it cannot drift from the budget.
+    /// Publishes the proposal budget for `/v1/status` and `/metrics`, and the check pace it
+    /// is bounded by: the one place the reported figures are written, so they cannot drift
+    /// from the budget.
     fn report_budget(&self) {
-        self.reports
-            .checks
+        let checks = &self.reports.checks;
+        checks
             .budget_txs
             .store(self.budget.txs() as u64, Ordering::Relaxed);
+        checks
+            .check_us_per_tx
+            .store(self.budget.check_us_per_tx(), Ordering::Relaxed);
     }
 
     fn next_after(&mut self, height: Height) -> Result<Next<IpledgerContext>> {
