@@ -71,6 +71,22 @@ pub struct Net {
     pub committed_height: u64,
 }
 
+/// A command's exit: 0, or 1 with the error and each of its causes on a line of stderr. Without a
+/// backtrace even where `RUST_BACKTRACE` is set (as returning the error from `main` would print):
+/// whoever runs a load or a fault run needs the reason, not our stack.
+pub fn exit_with(result: Result<()>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            for cause in error.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// A fresh key from the operating system's randomness.
 pub fn random_key() -> SigningKey {
     let mut seed = [0u8; 32];

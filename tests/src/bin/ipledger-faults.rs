@@ -73,7 +73,12 @@ fn options() -> Result<Options> {
     Ok(options)
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    ipledger_tests::exit_with(run_and_report())
+}
+
+/// The fault run, from the command line to the report.
+fn run_and_report() -> Result<()> {
     let options = options()?;
     let kinds: Vec<&str> = options.kinds.iter().map(|kind| kind.name()).collect();
     println!(

@@ -711,7 +711,12 @@ fn print_run(what: &str, count: usize, run: &Run) {
     );
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    ipledger_tests::exit_with(load())
+}
+
+/// The load, from the command line to the report.
+fn load() -> Result<()> {
     let args = args()?;
     let mut net = Net::open(&args.dir)?;
     let mut head = 0;
