@@ -381,12 +381,35 @@ async fn a_backlog_is_built_into_blocks_during_commits_and_each_transaction_comm
     assert!(built_early > 0, "no proposal was built during a commit");
     // Early blocks are dated by each node's commit pace, so every node must have measured it.
     for index in 0..4 {
-        let metrics = scrape_metrics(network.api(index)).await;
+        let metrics = get_text(network.api(index), "/metrics").await;
         let pace = metric_total(&metrics, "ipledger_commit_microseconds_per_transaction");
         assert!(
             pace > 0,
             "node {index} shows no commit pace after {head} heights"
         );
+        // Every commit has both parts, and redb's durable commit fsyncs, so neither total can
+        // stay 0 over this many heights. The status reads the same totals, later, in
+        // milliseconds.
+        let status: serde_json::Value =
+            serde_json::from_str(&get_text(network.api(index), "/v1/status").await)
+                .expect("the status is JSON");
+        for part in ["writing", "durable"] {
+            let total = metric_total(
+                &metrics,
+                &format!("ipledger_commit_{part}_microseconds_total"),
+            );
+            assert!(
+                total > 0,
+                "node {index} shows no time in its commits' {part} part after {head} heights"
+            );
+            let status_ms = status["network"][format!("commit_{part}_ms")]
+                .as_u64()
+                .unwrap_or_else(|| panic!("node {index}'s status has no commit_{part}_ms"));
+            assert!(
+                status_ms >= total / 1_000,
+                "node {index}'s status shows {status_ms} ms {part}, /metrics {total} µs before it"
+            );
+        }
     }
     network.stop().await;
 }
@@ -467,7 +490,7 @@ async fn proposals_are_held_to_what_the_measured_check_pace_allows() {
     network.wait_for_height(&[0, 1, 2, 3], head).await;
     let check_time_max_us = network.genesis.consensus.propose_timeout_ms * 1_000 / 2;
     for index in 0..4 {
-        let metrics = scrape_metrics(network.api(index)).await;
+        let metrics = get_text(network.api(index), "/metrics").await;
         let check_us = metric_total(&metrics, "ipledger_check_microseconds_per_transaction");
         assert!(
             check_us > 0,
@@ -521,7 +544,7 @@ async fn each_gossip_batch_reaches_each_validator_once_and_metrics_count_it() {
     }
     let mut received_new = 0;
     for index in 0..4 {
-        let metrics = scrape_metrics(network.api(index)).await;
+        let metrics = get_text(network.api(index), "/metrics").await;
         // The proposal metrics come from the consensus application's counters: each node has
         // checked proposals of others by now, and its budget lies within its bounds.
         let checks = &network.node(index).network.proposal_checks;
@@ -592,7 +615,7 @@ async fn gossip_crosses_a_missing_link_through_a_third_validator() {
             )
         },
         async || {
-            let metrics = scrape_metrics(api.clone()).await;
+            let metrics = get_text(api.clone(), "/metrics").await;
             received.set(metric_total(
                 &metrics,
                 &gossip_metric("topic_msg_recv_counts_total"),
@@ -632,10 +655,10 @@ async fn submit_in_own_batches(network: &Network, txs: &[SignedTx], to: impl Fn(
     }
 }
 
-/// The text `GET /metrics` answers through `api`.
-async fn scrape_metrics(api: ipledger_node::api::ApiState) -> String {
+/// The text `GET path` answers through `api`.
+async fn get_text(api: ipledger_node::api::ApiState, path: &str) -> String {
     use tower::ServiceExt as _;
-    let request = axum::http::Request::get("/metrics")
+    let request = axum::http::Request::get(path)
         .body(axum::body::Body::empty())
         .unwrap();
     let response = ipledger_node::api::router(api)
@@ -646,7 +669,7 @@ async fn scrape_metrics(api: ipledger_node::api::ApiState) -> String {
     let body = axum::body::to_bytes(response.into_body(), usize::MAX)
         .await
         .expect("the body reads");
-    String::from_utf8(body.to_vec()).expect("metrics are text")
+    String::from_utf8(body.to_vec()).expect("the answer is text")
 }
 
 /// The full name on `/metrics` of gossipsub's metric `name`.

@@ -85,6 +85,13 @@ pub struct NetworkStatus {
     /// proposals say a full block would not be checked in time, or after its proposals failed
     /// to be decided.
     pub proposal_budget_txs: u64,
+    /// Time this node's block commits spent checking and inserting rows, since start, in
+    /// milliseconds.
+    pub commit_writing_ms: u64,
+    /// Time this node's block commits spent in the store's durable commit (the dirty pages
+    /// written out, fsync), since start, in milliseconds: a load run reads how much of its time
+    /// each node waited on its disk.
+    pub commit_durable_ms: u64,
 }
 
 /// One consensus peer.
@@ -248,6 +255,16 @@ async fn network_status(view: &NetworkView) -> NetworkStatus {
         proposals_executed_complete: view.proposal_checks.complete.load(Ordering::Relaxed),
         proposals_built_early: view.proposal_checks.built_early.load(Ordering::Relaxed),
         proposal_budget_txs: view.proposal_checks.budget_txs.load(Ordering::Relaxed),
+        commit_writing_ms: view
+            .proposal_checks
+            .commit_writing_us
+            .load(Ordering::Relaxed)
+            / 1_000,
+        commit_durable_ms: view
+            .proposal_checks
+            .commit_durable_us
+            .load(Ordering::Relaxed)
+            / 1_000,
     }
 }
 

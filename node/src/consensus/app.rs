@@ -128,6 +128,13 @@ pub struct ProposalChecks {
     /// This node's last check of another validator's non-empty proposal, per transaction, in
     /// microseconds, which bounds its [`ProposalBudget`].
     pub check_us_per_tx: std::sync::atomic::AtomicU64,
+    /// Time this node's block commits spent checking and inserting rows, since start, in
+    /// microseconds (see [`crate::store::CommitTimes`]).
+    pub commit_writing_us: std::sync::atomic::AtomicU64,
+    /// Time this node's block commits spent in redb's durable commit (writing the dirty pages
+    /// out, fsync), since start, in microseconds. Against the time elapsed, it says how much of
+    /// it the node waited on its disk with the decision unanswered.
+    pub commit_durable_us: std::sync::atomic::AtomicU64,
 }
 
 /// Where a block to check came from, which decides what is checked.
@@ -1061,10 +1068,21 @@ impl ConsensusApp {
             ));
         }
         let commit_started = std::time::Instant::now();
-        self.store
+        let times = self
+            .store
             .commit_block(&decided, &ledger_certificate)
             .with_context(|| format!("durable commit of block {height} failed"))?;
         let commit_time = commit_started.elapsed();
+        let checks = &self.reports.checks;
+        for (total, part) in [
+            (&checks.commit_writing_us, times.writing),
+            (&checks.commit_durable_us, times.durable),
+        ] {
+            total.fetch_add(
+                u64::try_from(part.as_micros()).unwrap_or(u64::MAX),
+                Ordering::Relaxed,
+            );
+        }
         let commit_ms = u64::try_from(commit_time.as_millis()).unwrap_or(u64::MAX);
         self.pace
             .record_commit(commit_time, decided.block.txs.len());
@@ -1080,7 +1098,8 @@ impl ConsensusApp {
             mempool.remove_expired(height.0 + 1);
         }
         self.undecided.retain(|(h, _), _| *h > height);
-        info!(%height, txs = tx_ids.len(), synced = undecided.synced, commit_ms, "committed");
+        let durable_ms = u64::try_from(times.durable.as_millis()).unwrap_or(u64::MAX);
+        info!(%height, txs = tx_ids.len(), synced = undecided.synced, commit_ms, durable_ms, "committed");
         self.reports.sync.send_modify(|report| {
             report.syncing = undecided.synced;
             if undecided.synced {

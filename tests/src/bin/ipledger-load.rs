@@ -35,7 +35,8 @@
 //! Prints committed transactions and signatures per second, submit-to-commit latency (p50, p99,
 //! max), the CPU time each node and this generator used during the mix and the bytes each wrote
 //! to disk per transaction of the mix (redb rewrites whole pages, so this is far above what the
-//! store grows by), each node's peak memory and stored bytes per committed transaction, and,
+//! store grows by), the time each node's block commits took during the mix (inserting rows, and
+//! the durable commit that waits on the disk), each node's peak memory and stored bytes per committed transaction, and,
 //! measured in the same run on this machine, raw Ed25519 single and batch verifications per
 //! second with the ratio of committed tx/s to the batch limit for the validators sharing the
 //! machine. Every submission must commit: a refusal fails the run.
@@ -539,6 +540,32 @@ impl Usage {
     }
 }
 
+/// Time a node's block commits have taken since it started, from its status.
+struct CommitTimes {
+    writing: Duration,
+    durable: Duration,
+}
+
+/// Each node's [`CommitTimes`] so far, in node order.
+fn commit_times(net: &Net) -> Result<Vec<CommitTimes>> {
+    net.nodes
+        .iter()
+        .map(|node| {
+            let status = net.status(node)?;
+            let millis = |field: &str| {
+                status["network"][field]
+                    .as_u64()
+                    .map(Duration::from_millis)
+                    .with_context(|| format!("{}: status has no network.{field}", node.name))
+            };
+            Ok(CommitTimes {
+                writing: millis("commit_writing_ms")?,
+                durable: millis("commit_durable_ms")?,
+            })
+        })
+        .collect()
+}
+
 /// Each node's pid (from the pid file `scripts/local-net.sh` writes), by node name.
 fn node_pids(net: &Net, dir: &str) -> Vec<(String, Option<String>)> {
     net.nodes
@@ -818,8 +845,10 @@ fn load() -> Result<()> {
     let ready = prepare(&net, &jobs, head.load(Ordering::Relaxed))?;
     let pids = node_pids(&net, &args.dir);
     let usage_before = usage_snapshot(&pids);
+    let commits_before = commit_times(&net)?;
     let run = submit_all(&net, &ready, plan, &head)?;
     let usage_after = usage_snapshot(&pids);
+    let commits_after = commit_times(&net)?;
     print_run("mix", jobs.len(), &run);
     let tps = run.per_second(jobs.len());
     if let Some((rate, seconds)) = args.rate {
@@ -873,6 +902,23 @@ fn load() -> Result<()> {
     println!(
         "written to disk during the mix, per transaction of the mix: {}",
         written.join(", ")
+    );
+    let commits: Vec<String> = net
+        .nodes
+        .iter()
+        .zip(commits_before.iter().zip(&commits_after))
+        .map(|(node, (before, after))| {
+            format!(
+                "{} {:.1} s writing + {:.1} s durable",
+                node.name,
+                after.writing.saturating_sub(before.writing).as_secs_f64(),
+                after.durable.saturating_sub(before.durable).as_secs_f64()
+            )
+        })
+        .collect();
+    println!(
+        "time in block commits during the mix (checks and inserts, then the durable commit: pages written out and fsynced, the decision unanswered): {}",
+        commits.join(", ")
     );
     let RawEd25519 {
         single,
