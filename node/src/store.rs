@@ -94,6 +94,13 @@ pub struct CommitTimes {
     pub durable: Duration,
 }
 
+impl CommitTimes {
+    /// The whole commit.
+    pub fn total(&self) -> Duration {
+        self.writing + self.durable
+    }
+}
+
 /// The node's store: one redb database file.
 ///
 /// Reads go through [`Snapshot`]s; writes are [`Store::init_genesis`] and

@@ -36,10 +36,10 @@
 //! max), the CPU time each node and this generator used during the mix and the bytes each wrote
 //! to disk per transaction of the mix (redb rewrites whole pages, so this is far above what the
 //! store grows by), the time each node's block commits took during the mix (inserting rows, and
-//! the durable commit that waits on the disk), each node's peak memory and stored bytes per committed transaction, and,
-//! measured in the same run on this machine, raw Ed25519 single and batch verifications per
-//! second with the ratio of committed tx/s to the batch limit for the validators sharing the
-//! machine. Every submission must commit: a refusal fails the run.
+//! the durable commit that waits on the disk), each node's peak memory and stored bytes per
+//! committed transaction, and, measured in the same run on this machine, raw Ed25519 single and
+//! batch verifications per second with the ratio of committed tx/s to the batch limit for the
+//! validators sharing the machine. Every submission must commit: a refusal fails the run.
 
 use anyhow::{bail, ensure, Context, Result};
 use ipledger_tests::{
