@@ -45,12 +45,14 @@
 mod error;
 mod head;
 mod index;
+mod sizes;
 mod snapshot;
 mod tables;
 mod verify;
 pub mod wal;
 
 pub use error::{is_no_space, mentions_no_space, StoreError};
+pub use sizes::TableSize;
 pub use snapshot::Snapshot;
 pub use tables::name as table_names;
 pub use tables::{
