@@ -1,11 +1,11 @@
 //! `ipledger-node`: runs a validator or full node from a config written by `ipledger-genesis`,
-//! or checks a node's store from genesis.
+//! checks a node's store from genesis, or prints what its store's tables hold.
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use ipledger_genesis::NodeConfig;
 use ipledger_node::service::{describe_failure, start_from_config, EngineFailureLog};
-use ipledger_node::store::Store;
+use ipledger_node::store::{Store, StoreSizes};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -150,22 +150,12 @@ fn store_stats(config_path: PathBuf) -> Result<()> {
             path.display()
         );
     }
-    let read = || -> Result<_> {
-        let store = Store::open(&path)?;
-        let snapshot = store.snapshot()?;
-        let head = snapshot.head_height()?;
-        let committed = match head {
-            0 => 0,
-            _ => {
-                snapshot
-                    .header(head)?
-                    .with_context(|| format!("the head header {head} is missing"))?
-                    .ledger_size
-            }
-        };
-        Ok((head, committed, store.table_sizes()?))
-    };
-    let (head, committed, sizes) = read().map_err(|error| describe_failure(&error, &data_dir))?;
+    let read = || -> Result<_> { Ok(Store::open(&path)?.sizes()?) };
+    let StoreSizes {
+        head,
+        committed,
+        tables,
+    } = read().map_err(|error| describe_failure(&error, &data_dir))?;
     let file_bytes = std::fs::metadata(&path)
         .with_context(|| format!("reading the size of {}", path.display()))?
         .len();
@@ -188,7 +178,7 @@ fn store_stats(config_path: PathBuf) -> Result<()> {
         "unused",
         "bytes per tx"
     );
-    for table in &sizes {
+    for table in &tables {
         println!(
             "{:<20} {:>12} {:>11} {:>13} {:>15} {:>15} {:>15} {:>15}",
             table.name,
@@ -201,7 +191,7 @@ fn store_stats(config_path: PathBuf) -> Result<()> {
             per_tx(table.total_bytes())
         );
     }
-    let in_tables: u64 = sizes.iter().map(|table| table.total_bytes()).sum();
+    let in_tables: u64 = tables.iter().map(|table| table.total_bytes()).sum();
     println!(
         "tables: {in_tables} bytes ({} per transaction) of the file's {file_bytes} ({} per transaction); the rest is free pages and redb's allocator state",
         per_tx(in_tables),

@@ -52,7 +52,7 @@ mod verify;
 pub mod wal;
 
 pub use error::{is_no_space, mentions_no_space, StoreError};
-pub use sizes::TableSize;
+pub use sizes::{StoreSizes, TableSize};
 pub use snapshot::Snapshot;
 pub use tables::name as table_names;
 pub use tables::{
@@ -90,7 +90,8 @@ use tables::{
 /// durable part dominates is bound by its disk, not its cores.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CommitTimes {
-    /// The checks and the inserts into redb's pages, up to redb's commit.
+    /// Everything before redb's commit: waiting for redb's one writer (a pruning step may hold
+    /// it), the checks, and the inserts into redb's pages.
     pub writing: Duration,
     /// redb's durable commit: the dirty pages written out and the two-phase commit's fsyncs.
     pub durable: Duration,

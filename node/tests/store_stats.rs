@@ -1,19 +1,20 @@
-//! What the store reports of its tables (`Store::table_sizes`), and `ipledger-node store-stats`
+//! What the store reports of its tables (`Store::sizes`), and `ipledger-node store-stats`
 //! printing it for an operator, or naming a missing store.
 
 mod store_common;
-use ipledger_node::store::{table_names, TableSize};
+use ipledger_node::store::{table_names, StoreSizes, TableSize};
 use std::collections::BTreeMap;
 use std::process::Command;
 use store_common::process::local_network;
 use store_common::*;
 
-/// A closed store holding all of [`busy_chain`], with what it reported of itself.
+/// A closed store holding all of [`busy_chain`], with what it reported of itself and what the
+/// chain says it holds.
 struct BusyStore {
     /// Keeps the store's directory while the test runs.
     _dir: tempfile::TempDir,
     path: std::path::PathBuf,
-    sizes: Vec<TableSize>,
+    sizes: StoreSizes,
     head: u64,
     committed: u64,
 }
@@ -25,7 +26,7 @@ fn busy_store() -> BusyStore {
     BusyStore {
         _dir: dir,
         path,
-        sizes: store.table_sizes().expect("the sizes read"),
+        sizes: store.sizes().expect("the sizes read"),
         head: chain.height(),
         committed: chain
             .blocks
@@ -43,7 +44,9 @@ fn every_table_is_sized_and_counts_what_the_chain_committed() {
         committed,
         ..
     } = busy_store();
+    assert_eq!((sizes.head, sizes.committed), (head, committed));
     let by_name: BTreeMap<&str, &TableSize> = sizes
+        .tables
         .iter()
         .map(|table| (table.name.as_str(), table))
         .collect();
@@ -61,7 +64,11 @@ fn every_table_is_sized_and_counts_what_the_chain_committed() {
         table_names::ASSETS_BY_OWNER,
     ];
     assert_eq!(
-        by_name.keys().copied().collect::<Vec<_>>(),
+        sizes
+            .tables
+            .iter()
+            .map(|table| table.name.as_str())
+            .collect::<Vec<_>>(),
         {
             let mut names = expected.to_vec();
             names.sort_unstable();
@@ -81,7 +88,7 @@ fn every_table_is_sized_and_counts_what_the_chain_committed() {
     assert_eq!(by_name[table_names::TX_INDEX].rows, committed);
     // The chain's validator-set change is announced by one header.
     assert_eq!(by_name[table_names::VALIDATOR_CHANGES].rows, 1);
-    for table in &sizes {
+    for table in &sizes.tables {
         assert_eq!(
             table.total_bytes(),
             table.stored_bytes + table.metadata_bytes + table.fragmented_bytes
@@ -140,7 +147,7 @@ fn store_stats_prints_each_table_for_a_stopped_node_and_names_a_missing_store() 
         stdout.contains(&format!("head {head}, {committed} transactions committed")),
         "stdout: {stdout}"
     );
-    for table in &sizes {
+    for table in &sizes.tables {
         let line = stdout
             .lines()
             .find(|line| line.split_whitespace().next() == Some(table.name.as_str()))

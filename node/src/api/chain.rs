@@ -85,8 +85,8 @@ pub struct NetworkStatus {
     /// proposals say a full block would not be checked in time, or after its proposals failed
     /// to be decided.
     pub proposal_budget_txs: u64,
-    /// Time this node's block commits spent checking and inserting rows, since start, in
-    /// milliseconds.
+    /// Time this node's block commits spent before the durable commit (waiting for the store's
+    /// one writer, checking, inserting rows), since start, in milliseconds.
     pub commit_writing_ms: u64,
     /// Time this node's block commits spent in the store's durable commit (the dirty pages
     /// written out, fsync), since start, in milliseconds: a load run reads how much of its time

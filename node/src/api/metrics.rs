@@ -20,7 +20,7 @@
 //! | `ipledger_proposals_refused_total` | counter | proposals this node found invalid and prevoted nil on |
 //! | `ipledger_proposals_built_early_total` | counter | this node's proposals built while it committed the block before them |
 //! | `ipledger_proposal_signatures_reused_total` | counter | proposed transactions whose signature check was reused from the mempool |
-//! | `ipledger_commit_writing_microseconds_total` | counter | time this node's block commits spent checking and inserting rows |
+//! | `ipledger_commit_writing_microseconds_total` | counter | time this node's block commits spent before the durable commit: waiting for the store's one writer (a pruning step may hold it), checking, inserting rows |
 //! | `ipledger_commit_durable_microseconds_total` | counter | time this node's block commits spent in the store's durable commit (the dirty pages written out, fsync): its rate against the clock is the share of time the node waits on its disk with a decision unanswered |
 //! | `ipledger_gossipsub_*` | | libp2p gossipsub's own metrics for the transaction gossip (peers, messages and bytes per topic; `…_topic_msg_recv_counts_unfiltered_total` counts duplicates too) |
 //!
@@ -278,7 +278,7 @@ impl Collector for ProposalCollector {
             ),
             (
                 "ipledger_commit_writing_microseconds",
-                "Time this node's block commits spent checking and inserting rows",
+                "Time this node's block commits spent before the durable commit: waiting for the store's writer, checking, inserting rows",
                 &checks.commit_writing_us,
             ),
             (

@@ -128,8 +128,9 @@ pub struct ProposalChecks {
     /// This node's last check of another validator's non-empty proposal, per transaction, in
     /// microseconds, which bounds its [`ProposalBudget`].
     pub check_us_per_tx: std::sync::atomic::AtomicU64,
-    /// Time this node's block commits spent checking and inserting rows, since start, in
-    /// microseconds (see [`crate::store::CommitTimes`]).
+    /// Time this node's block commits spent before redb's durable commit (waiting for the
+    /// store's one writer, checking, inserting rows), since start, in microseconds (see
+    /// [`crate::store::CommitTimes`]).
     pub commit_writing_us: std::sync::atomic::AtomicU64,
     /// Time this node's block commits spent in redb's durable commit (writing the dirty pages
     /// out, fsync), since start, in microseconds. Against the time elapsed, it says how much of

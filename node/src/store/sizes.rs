@@ -5,7 +5,7 @@
 
 use super::error::DbContext;
 use super::{Store, StoreError};
-use redb::{ReadableDatabase, ReadableTableMetadata, TableHandle};
+use redb::{ReadableTableMetadata, TableHandle};
 
 /// One table's size, as redb counts it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,20 +33,35 @@ impl TableSize {
     }
 }
 
+/// The store's tables and what they hold, read in one snapshot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreSizes {
+    /// The committed height the sizes are of.
+    pub head: u64,
+    /// Transactions committed up to it (the ledger tree's size).
+    pub committed: u64,
+    /// Every table's size, in name order.
+    pub tables: Vec<TableSize>,
+}
+
 impl Store {
-    /// Every table's size at the head, in name order.
-    pub fn table_sizes(&self) -> Result<Vec<TableSize>, StoreError> {
-        let txn = self.db.begin_read().db("beginning a read transaction")?;
-        let mut sizes = Vec::new();
-        for handle in txn.list_tables().db("listing the tables")? {
+    /// Every table's size at the head, with the head and the transactions committed, all from
+    /// one snapshot.
+    pub fn sizes(&self) -> Result<StoreSizes, StoreError> {
+        let snapshot = self.snapshot()?;
+        let head = snapshot.head_height()?;
+        let committed = snapshot.ledger_head(head)?.frontier.size();
+        let mut tables = Vec::new();
+        for handle in snapshot.txn.list_tables().db("listing the tables")? {
             let name = handle.name().to_owned();
-            let table = txn
+            let table = snapshot
+                .txn
                 .open_untyped_table(handle)
                 .db(&format!("opening table {name}"))?;
             let stats = table
                 .stats()
                 .db(&format!("reading the size of table {name}"))?;
-            sizes.push(TableSize {
+            tables.push(TableSize {
                 rows: table.len().db(&format!("counting table {name}"))?,
                 leaf_pages: stats.leaf_pages(),
                 branch_pages: stats.branch_pages(),
@@ -56,7 +71,11 @@ impl Store {
                 name,
             });
         }
-        sizes.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(sizes)
+        tables.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(StoreSizes {
+            head,
+            committed,
+            tables,
+        })
     }
 }

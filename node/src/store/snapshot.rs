@@ -44,7 +44,7 @@ pub struct Snapshot {
     pub(crate) ledger: ReadOnlyTable<(u8, u64), Bytes>,
     pub(crate) tx_index: ReadOnlyTable<Bytes, (u64, u32, u64)>,
     pub(crate) assets: ReadOnlyTable<(Bytes, Bytes), ()>,
-    _txn: ReadTransaction,
+    pub(super) txn: ReadTransaction,
 }
 
 fn open_table<K: redb::Key + 'static, V: redb::Value + 'static>(
@@ -78,7 +78,7 @@ impl Snapshot {
             ledger: open_table(&txn, LEDGER_NODES, name::LEDGER_NODES)?,
             tx_index: open_table(&txn, TX_INDEX, name::TX_INDEX)?,
             assets: open_table(&txn, ASSETS_BY_OWNER, name::ASSETS_BY_OWNER)?,
-            _txn: txn,
+            txn,
         })
     }
 

@@ -917,7 +917,7 @@ fn load() -> Result<()> {
         })
         .collect();
     println!(
-        "time in block commits during the mix (checks and inserts, then the durable commit: pages written out and fsynced, the decision unanswered): {}",
+        "time in block commits during the mix (waiting for the writer, checks and inserts, then the durable commit: pages written out and fsynced, the decision unanswered): {}",
         commits.join(", ")
     );
     let RawEd25519 {
