@@ -52,10 +52,17 @@ enum Command {
     },
 }
 
+/// jemalloc, not glibc malloc. Under issue 6's load, glibc's malloc and free were a fifth of the
+/// node's CPU (fastbin consolidation, chunk unlinking); with jemalloc a node used 13-19 % less CPU
+/// per transaction, for about 1.2x the peak memory (docs/PERFORMANCE.md, "jemalloc"). glibc also
+/// needed its arenas capped to keep freed memory from piling up in per-thread arenas
+/// (docs/RELIABILITY.md, "Memory"); jemalloc returns freed pages to the system after a decay time.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Exits 0, or 1 with the error and its causes on one line of stderr (no backtrace, whatever
 /// `RUST_BACKTRACE` says: an operator needs the reason, not our stack).
 fn main() -> ExitCode {
-    bound_malloc_arenas();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run { config } => tokio::runtime::Builder::new_multi_thread()
@@ -74,23 +81,6 @@ fn main() -> ExitCode {
         }
     }
 }
-
-/// At most [`MALLOC_ARENAS`] glibc malloc arenas, set before any thread starts. By default
-/// glibc gives threads up to eight arenas per core, and memory freed in one arena is kept
-/// there: under the fault harness's load a node whose heap peaked at 44 MiB held 110-150 MiB
-/// resident, more after each burst; with two arenas, 72-81 MiB (docs/RELIABILITY.md, "Memory").
-fn bound_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        // SAFETY: mallopt only sets an allocator parameter; no thread has started yet.
-        let accepted = unsafe { libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS) };
-        assert_eq!(accepted, 1, "glibc refused M_ARENA_MAX {MALLOC_ARENAS}");
-    }
-}
-
-/// glibc malloc arenas shared by all the node's threads (see [`bound_malloc_arenas`]).
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-const MALLOC_ARENAS: libc::c_int = 2;
 
 async fn run(config_path: PathBuf) -> Result<()> {
     let config = NodeConfig::load(&config_path)
