@@ -54,9 +54,10 @@ enum Command {
 
 /// jemalloc, not glibc malloc. Under issue 6's load, glibc's malloc and free were a fifth of the
 /// node's CPU (fastbin consolidation, chunk unlinking); with jemalloc a node used 13-19 % less CPU
-/// per transaction, for about 1.2x the peak memory (docs/PERFORMANCE.md, "jemalloc"). glibc also
-/// needed its arenas capped to keep freed memory from piling up in per-thread arenas
-/// (docs/RELIABILITY.md, "Memory"); jemalloc returns freed pages to the system after a decay time.
+/// per transaction, for about 1.2x the peak memory (docs/PERFORMANCE.md, "jemalloc as the node's
+/// allocator"). glibc also needed its arenas capped to keep freed memory from piling up in
+/// per-thread arenas (docs/RELIABILITY.md, "Memory"); jemalloc returns freed pages to the system
+/// after a decay time.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
@@ -140,12 +141,13 @@ fn store_stats(config_path: PathBuf) -> Result<()> {
             path.display()
         );
     }
-    let read = || -> Result<_> { Ok(Store::open(&path)?.sizes()?) };
     let StoreSizes {
         head,
         committed,
         tables,
-    } = read().map_err(|error| describe_failure(&error, &data_dir))?;
+    } = Store::open(&path)
+        .and_then(|store| store.sizes())
+        .map_err(|error| describe_failure(&error.into(), &data_dir))?;
     let file_bytes = std::fs::metadata(&path)
         .with_context(|| format!("reading the size of {}", path.display()))?
         .len();
