@@ -34,7 +34,8 @@ LIBRARIES = [
     ("redb", r"redb::"),
     ("state tree (jmt)", r"jmt::"),
     ("Ed25519 verification", r"ed25519"),
-    ("malloc and free", r"malloc|free|_int_|realloc"),
+    # glibc's malloc and free, or jemalloc's (`_rjem_` symbols) since the node links it.
+    ("malloc and free", r"\b_?_?(libc_)?(malloc|free|cfree|realloc|calloc)\b|_int_|malloc_consolidate|unlink_chunk|_rjem_"),
     ("SHA-256", r"sha2::|Sha256"),
 ]
 
@@ -44,6 +45,11 @@ def samples(text):
         frames = [line.strip() for line in block.strip().split("\n")[1:] if line.strip()]
         if frames:
             yield frames
+
+
+def symbol(frame):
+    """The symbol of a `perf script` frame line: `address symbol+offset (binary)`."""
+    return re.sub(r"\s+\([^()]*\)$", "", frame)
 
 
 def activity(frames):
@@ -65,7 +71,9 @@ def main(path):
         total += 1
         name = activity(frames)
         shares[name] += 1
-        stack = "\n".join(frames)
+        # Symbol names only: a frame line ends with its binary's path, and a path such as
+        # `bin-jemalloc/ipledger-node` must not count as a library.
+        stack = "\n".join(symbol(frame) for frame in frames)
         for library, pattern in LIBRARIES:
             if re.search(pattern, stack):
                 libraries[library] += 1
