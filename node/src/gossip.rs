@@ -188,6 +188,12 @@ impl TxGossip {
             .mesh_n_low(0)
             .mesh_n(0)
             .mesh_n_high(0)
+            // A peer that dials us may still GRAFT us into its mesh (a node of another
+            // configuration, or a lying one), and gossipsub accepts an outbound peer's GRAFT
+            // past `mesh_n_high`. The next heartbeat prunes it, keeping the best
+            // `retain_scores` peers; that count must not exceed the mesh we keep, or the
+            // pruning step's `len - retain_scores` underflows and the gossip task panics.
+            .retain_scores(0)
             .build()
             .context("gossipsub configuration")?;
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
@@ -298,6 +304,15 @@ struct GossipTask {
     inbound: mpsc::Sender<ReceivedBatch>,
     status: watch::Sender<GossipStatus>,
     inbound_dropped: u64,
+}
+
+/// However the task ends (stopped, or a panic in the swarm), it reports no peers connected:
+/// `/v1/status` must not show gossip peers a node no longer talks to.
+impl Drop for GossipTask {
+    fn drop(&mut self) {
+        self.connected.clear();
+        self.publish_status();
+    }
 }
 
 impl GossipTask {
@@ -460,6 +475,116 @@ mod tests {
         assert_eq!(batch, expected);
         let decoded: Vec<SignedTx> = encoding::decode(&batch, "batch").expect("decodes");
         assert_eq!(decoded, vec![tx]);
+    }
+
+    /// A peer that keeps a mesh (gossipsub's defaults: another configuration, an older node, or
+    /// a lying one) and GRAFTs us is heard, and our heartbeat prunes it from our mesh, which
+    /// must stay empty. gossipsub's pruning step underflows there unless `retain_scores` is 0,
+    /// and that panic ended the gossip task; a stopped task reports no peers.
+    #[tokio::test]
+    async fn gossip_takes_batches_from_a_peer_that_grafts_a_mesh() {
+        let chain_id = "gossip-grafting-peer";
+        let topic = gossip_topic(chain_id);
+        let peer_key = SigningKey::from_seed([7; 32]);
+        let identity = libp2p::identity::Keypair::ed25519_from_bytes(peer_key.seed())
+            .expect("an Ed25519 seed is a libp2p identity");
+        let defaults = gossipsub::ConfigBuilder::default()
+            .validation_mode(gossipsub::ValidationMode::Strict)
+            .heartbeat_interval(Duration::from_millis(200))
+            .heartbeat_initial_delay(Duration::from_millis(200))
+            .build()
+            .expect("gossipsub configuration");
+        let mut peer = libp2p::SwarmBuilder::with_existing_identity(identity)
+            .with_tokio()
+            .with_tcp(
+                libp2p::tcp::Config::default(),
+                libp2p::noise::Config::new,
+                libp2p::yamux::Config::default,
+            )
+            .expect("TCP transport")
+            .with_behaviour(|key| {
+                let behaviour: Result<gossipsub::Behaviour, _> = gossipsub::Behaviour::new(
+                    gossipsub::MessageAuthenticity::Signed(key.clone()),
+                    defaults,
+                );
+                behaviour.map_err(Box::<dyn std::error::Error + Send + Sync>::from)
+            })
+            .expect("gossipsub with its default mesh")
+            .build();
+        peer.behaviour_mut().subscribe(&topic).expect("subscribes");
+        peer.listen_on("/ip4/127.0.0.1/tcp/0".parse().expect("an address"))
+            .expect("listens");
+        let peer_address = loop {
+            if let SwarmEvent::NewListenAddr { address, .. } = peer.select_next_some().await {
+                break address;
+            }
+        };
+        let (inbound, mut received) = mpsc::channel(GOSSIP_INBOUND_BATCHES_MAX);
+        let gossip = TxGossip::start(
+            &SigningKey::from_seed([8; 32]),
+            chain_id,
+            &"/ip4/127.0.0.1/tcp/0".parse().expect("an address"),
+            vec![GossipPeer {
+                address: peer_address,
+                key: peer_key.public_key(),
+            }],
+            inbound,
+        )
+        .expect("gossip starts");
+        let hex_text = include_str!("../../docs/vectors/signed_tx_register_work.hex");
+        let tx = SignedTx::decode(&hex::decode(hex_text.trim()).expect("vector is hex"))
+            .expect("vector decodes");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        // Each message differs (one more copy of the transaction each time), so none is a
+        // duplicate. Publishing fails until the peer has heard that we subscribe.
+        let mut published = 0;
+        let mut pruned = false;
+        loop {
+            tokio::select! {
+                _ = peer.select_next_some() => {}
+                _ = tick.tick() => {
+                    assert!(
+                        tokio::time::Instant::now() < deadline,
+                        "within 60 s: pruned the grafted peer {pruned}, batches published \
+                         {published}, none received after the pruning"
+                    );
+                    pruned = pruned || excess_mesh_peers_removed(&gossip.metrics()) > 0;
+                    let message = encoding::encode(&vec![tx.clone(); published + 1]);
+                    if peer.behaviour_mut().publish(topic.clone(), message).is_ok() {
+                        published += 1;
+                    }
+                }
+                Some(batch) = received.recv() => {
+                    assert_eq!(batch.from, *peer.local_peer_id());
+                    assert!(batch.txs.iter().all(|received| *received == tx));
+                    if pruned {
+                        break;
+                    }
+                }
+            }
+        }
+        let status = gossip.status();
+        assert_eq!(status.borrow().connected, vec![*peer.local_peer_id()]);
+        gossip.stop().await;
+        assert!(
+            status.borrow().connected.is_empty(),
+            "a stopped gossip task reports no peers"
+        );
+    }
+
+    /// How many peers gossipsub's heartbeat removed from the mesh as excess, by its metrics.
+    fn excess_mesh_peers_removed(metrics: &Registry) -> u64 {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, metrics).expect("metrics encode");
+        let name = format!("{GOSSIP_METRICS_PREFIX}_mesh_peer_churn_events_total{{");
+        text.lines()
+            .filter(|line| line.starts_with(&name) && line.contains("reason=\"Excess\""))
+            .map(|line| {
+                let value = line.rsplit(' ').next().expect("a sample has a value");
+                value.parse::<u64>().expect("a counter")
+            })
+            .sum()
     }
 
     #[test]
