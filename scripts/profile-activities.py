@@ -41,8 +41,10 @@ LIBRARIES = [
 
 
 def samples(text):
+    """Each sample's frames, innermost first, as `address symbol+offset`: a frame line ends with
+    its binary's path, and a path such as `bin-jemalloc/ipledger-node` must match no pattern."""
     for block in text.split("\n\n"):
-        frames = [line.strip() for line in block.strip().split("\n")[1:] if line.strip()]
+        frames = [symbol(line.strip()) for line in block.strip().split("\n")[1:] if line.strip()]
         if frames:
             yield frames
 
@@ -71,9 +73,7 @@ def main(path):
         total += 1
         name = activity(frames)
         shares[name] += 1
-        # Symbol names only: a frame line ends with its binary's path, and a path such as
-        # `bin-jemalloc/ipledger-node` must not count as a library.
-        stack = "\n".join(symbol(frame) for frame in frames)
+        stack = "\n".join(frames)
         for library, pattern in LIBRARIES:
             if re.search(pattern, stack):
                 libraries[library] += 1

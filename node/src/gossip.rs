@@ -488,8 +488,9 @@ mod tests {
         let peer_key = SigningKey::from_seed([7; 32]);
         let identity = libp2p::identity::Keypair::ed25519_from_bytes(peer_key.seed())
             .expect("an Ed25519 seed is a libp2p identity");
-        let defaults = gossipsub::ConfigBuilder::default()
-            .validation_mode(gossipsub::ValidationMode::Strict)
+        // gossipsub's defaults (a mesh of 6, signed messages), with a faster heartbeat so that
+        // it grafts us soon.
+        let default_mesh = gossipsub::ConfigBuilder::default()
             .heartbeat_interval(Duration::from_millis(200))
             .heartbeat_initial_delay(Duration::from_millis(200))
             .build()
@@ -505,7 +506,7 @@ mod tests {
             .with_behaviour(|key| {
                 let behaviour: Result<gossipsub::Behaviour, _> = gossipsub::Behaviour::new(
                     gossipsub::MessageAuthenticity::Signed(key.clone()),
-                    defaults,
+                    default_mesh,
                 );
                 behaviour.map_err(Box::<dyn std::error::Error + Send + Sync>::from)
             })
