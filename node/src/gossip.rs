@@ -16,11 +16,12 @@
 
 use crate::p2p_socket;
 use crate::runner::peer_id;
+use crate::supervision::Supervisor;
 use anyhow::{Context as _, Result};
+use futures::{FutureExt as _, StreamExt as _};
 use ledger_core::crypto::{Digest, PublicKey, SigningKey};
 use ledger_core::encoding;
 use ledger_core::tx::{SignedTx, TX_BYTES_MAX};
-use libp2p::futures::StreamExt as _;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{allow_block_list, gossipsub, Multiaddr, PeerId, Swarm};
@@ -159,13 +160,15 @@ struct Behaviour {
 
 impl TxGossip {
     /// Starts the swarm listening on the TCP address `listen` (the configured p2p address) and
-    /// dialling `peers`; received batches go to `inbound`.
+    /// dialling `peers`; received batches go to `inbound`. The swarm's task runs under
+    /// `supervisor`: should it panic, the node stops.
     pub fn start(
         node_key: &SigningKey,
         chain_id: &str,
         listen: &Multiaddr,
         peers: Vec<GossipPeer>,
         inbound: mpsc::Sender<ReceivedBatch>,
+        supervisor: &Supervisor,
     ) -> Result<TxGossip> {
         let keypair = libp2p::identity::Keypair::ed25519_from_bytes(node_key.seed())
             .context("gossip identity from the node key")?;
@@ -247,7 +250,10 @@ impl TxGossip {
             inbound_dropped: 0,
         };
         task.set_allowed(peers)?;
-        let task = tokio::spawn(task.run(outbound_rx, updates_rx));
+        let task = supervisor.spawn(
+            "transaction gossip task",
+            task.run(outbound_rx, updates_rx).map(Ok),
+        );
         info!(%listen, "transaction gossip listening");
         Ok(TxGossip {
             sender: GossipSender {
@@ -521,6 +527,7 @@ mod tests {
             }
         };
         let (inbound, mut received) = mpsc::channel(GOSSIP_INBOUND_BATCHES_MAX);
+        let supervisor = Supervisor::new(|| ());
         let gossip = TxGossip::start(
             &SigningKey::from_seed([8; 32]),
             chain_id,
@@ -530,6 +537,7 @@ mod tests {
                 key: peer_key.public_key(),
             }],
             inbound,
+            &supervisor,
         )
         .expect("gossip starts");
         let hex_text = include_str!("../../docs/vectors/signed_tx_register_work.hex");
@@ -545,6 +553,9 @@ mod tests {
             tokio::select! {
                 _ = peer.select_next_some() => {}
                 _ = tick.tick() => {
+                    if let Some(failure) = supervisor.failures().borrow().as_ref() {
+                        panic!("the node would have stopped: {failure:#}");
+                    }
                     assert!(
                         tokio::time::Instant::now() < deadline,
                         "within 60 s: pruned the grafted peer {pruned}, batches published \
@@ -571,6 +582,10 @@ mod tests {
         assert!(
             status.borrow().connected.is_empty(),
             "a stopped gossip task reports no peers"
+        );
+        assert!(
+            supervisor.failures().borrow().is_none(),
+            "stopping gossip is no failure"
         );
     }
 

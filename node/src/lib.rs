@@ -11,3 +11,4 @@ pub mod pruner;
 pub mod runner;
 pub mod service;
 pub mod store;
+pub mod supervision;

@@ -22,8 +22,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Runs the node until SIGINT or SIGTERM, or until it stops by itself: a failed durable write
-    /// (e.g. no space left in its data directory) or a failure of its consensus engine. Then it
-    /// has stopped signing, and it exits non-zero with the reason on stderr.
+    /// (e.g. no space left in its data directory), a failure of its consensus engine, or one of
+    /// its tasks (gossip, the state pruner) panicking. Then it has stopped signing, and it exits
+    /// non-zero with the reason on stderr.
     ///
     /// Example: ipledger-node run --config net/node-bank-a/config.toml
     Run {

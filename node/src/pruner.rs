@@ -19,8 +19,10 @@
 //! the next start) catches up.
 
 use crate::store::{Store, PRUNE_STEP_NODES_MAX, STATE_PRUNE_BATCH_VERSIONS};
+use crate::supervision::Supervisor;
 use ledger_core::crypto::PublicKey;
 use std::collections::BTreeSet;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -64,8 +66,13 @@ impl StatePruner {
     /// Starts the thread; it first prunes whatever is already due (a store the last run left
     /// behind), then a batch whenever a commit makes one due. It prunes a batch `phase` heights
     /// later than the head allows (see [`pruning_phase`]); `phase` is below
-    /// [`STATE_PRUNE_BATCH_VERSIONS`].
-    pub fn start(store: Arc<Store>, phase: u64) -> std::io::Result<StatePruner> {
+    /// [`STATE_PRUNE_BATCH_VERSIONS`]. A panic in the thread (a broken invariant) fails the node
+    /// through `supervisor`.
+    pub fn start(
+        store: Arc<Store>,
+        phase: u64,
+        supervisor: Supervisor,
+    ) -> std::io::Result<StatePruner> {
         assert!(phase < STATE_PRUNE_BATCH_VERSIONS, "pruning phase {phase}");
         let signal = Arc::new(PruneSignal {
             state: Mutex::new(SignalState {
@@ -78,7 +85,12 @@ impl StatePruner {
             .name("state-pruner".into())
             .spawn({
                 let signal = signal.clone();
-                move || prune_until_stopped(&store, phase, &signal)
+                move || {
+                    let pruning = AssertUnwindSafe(|| prune_until_stopped(&store, phase, &signal));
+                    if let Err(panic) = std::panic::catch_unwind(pruning) {
+                        supervisor.panicked("state pruner", panic);
+                    }
+                }
             })?;
         Ok(StatePruner {
             signal,
@@ -101,9 +113,8 @@ impl Drop for StatePruner {
             .stopping = true;
         self.signal.changed.notify_one();
         if let Some(thread) = self.thread.take() {
-            if thread.join().is_err() {
-                error!("the state-pruning thread panicked");
-            }
+            // The thread catches its own panics and reports them to its supervisor.
+            let _ = thread.join();
         }
     }
 }

@@ -16,7 +16,9 @@ use crate::p2p_socket;
 use crate::pruner::{pruning_phase, StatePruner};
 use crate::store::wal::{check_wal, WalReport};
 use crate::store::{Store, StoreError};
+use crate::supervision::{Failure, Supervisor};
 use anyhow::{Context as _, Result};
+use futures::FutureExt as _;
 use ipledger_genesis::ByzantineConfig;
 use ledger_core::crypto::{PublicKey, SigningKey};
 use ledger_core::genesis::Genesis;
@@ -36,7 +38,6 @@ use malachitebft_config::DiscoveryConfig;
 use malachitebft_signing::Signer as _;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, watch};
@@ -78,8 +79,8 @@ pub struct NodeSetup {
 
 /// A running node.
 pub struct NodeHandle {
-    /// The application loop; it ends only with an error.
-    pub app: JoinHandle<Result<()>>,
+    /// The application loop; it ends only with an error, which fails the node.
+    pub app: JoinHandle<()>,
     /// The engine's actors.
     pub engine: EngineHandle,
     /// The store, for queries.
@@ -96,11 +97,12 @@ pub struct NodeHandle {
     #[cfg(feature = "byzantine")]
     pub liar: Option<Arc<crate::consensus::byzantine::Liar>>,
     /// Why the node stopped by itself, once it has: the application loop failed (a failed
-    /// durable write, a broken invariant, or the engine stopping itself), and the engine was
-    /// stopped before this was set, so the node signs nothing more.
-    pub failure: watch::Receiver<Option<Arc<anyhow::Error>>>,
-    /// Set by [`NodeHandle::stop`], so the engine stopping then is not taken for a failure.
-    stopping: Arc<AtomicBool>,
+    /// durable write, a broken invariant, or the engine stopping itself), or one of the node's
+    /// other tasks panicked or ended (see [`crate::supervision`]). The engine was stopped before
+    /// this was set, so the node signs nothing more.
+    pub failure: watch::Receiver<Failure>,
+    /// Told by [`NodeHandle::stop`], so the tasks ending then are not taken for a failure.
+    supervisor: Supervisor,
     gossip: TxGossip,
     helpers: Vec<JoinHandle<()>>,
     /// Prunes replaced state-tree nodes behind the commits; stopped after the application.
@@ -147,7 +149,7 @@ impl NodeHandle {
     /// write-ahead log included) have let go of their files and its QUIC socket, and gossip of
     /// its TCP port, so the node can start again in the same process.
     pub async fn stop(self) {
-        self.stopping.store(true, Ordering::SeqCst);
+        self.supervisor.stopping();
         // The engine's network actor first, and gracefully: only its `post_stop` shuts its libp2p
         // swarm down. Killed, the swarm task would hold the UDP port until its next event, which
         // may never come (TCP listeners share a port, so this did not show before QUIC).
@@ -443,11 +445,6 @@ pub async fn start_with(
     store.init_genesis(&setup.genesis)?;
     let peers = configured_peers(&setup)?;
     let admitted = head_admitted_keys(&store)?;
-    let pruner = StatePruner::start(
-        store.clone(),
-        pruning_phase(&admitted, &setup.node_key.public_key()),
-    )
-    .context("starting the state-pruning thread")?;
     let initial_peers: Vec<ConfiguredPeer> = admitted_peers(&peers, &admitted).cloned().collect();
     let chain_id: Arc<str> = setup.genesis.chain_id.as_str().into();
     #[allow(unused_mut)]
@@ -546,6 +543,16 @@ pub async fn start_with(
     };
     #[cfg(not(feature = "byzantine"))]
     let (mut channels, engine) = build_engine(parts).await?;
+    let supervisor = Supervisor::new({
+        let engine = engine.actor.clone();
+        move || engine.kill()
+    });
+    let pruner = StatePruner::start(
+        store.clone(),
+        pruning_phase(&admitted, &setup.node_key.public_key()),
+        supervisor.clone(),
+    )
+    .context("starting the state-pruning thread")?;
     let mempool = Arc::new(Mutex::new(Mempool::default()));
     let (inbound, inbound_rx) = mpsc::channel(GOSSIP_INBOUND_BATCHES_MAX);
     let gossip = TxGossip::start(
@@ -557,6 +564,7 @@ pub async fn start_with(
             .with_context(|| format!("listen address {:?}", setup.listen_addr))?,
         gossip_peers(&initial_peers),
         inbound,
+        &supervisor,
     )?;
     let (committed, _) = broadcast::channel(COMMITTED_CHANNEL_CAPACITY);
     let reports = AppReports {
@@ -575,20 +583,28 @@ pub async fn start_with(
         gossip_metrics: gossip.metrics(),
     };
     helpers.extend([
-        tokio::spawn(admit_gossiped(
-            inbound_rx,
-            store.clone(),
-            setup.genesis.clone(),
-            mempool.clone(),
-            setup.clock_ms.clone(),
-        )),
-        tokio::spawn(follow_admitted_peers(
-            reports.admitted.subscribe(),
-            peers,
-            connect_after,
-            channels.net_requests.clone(),
-            gossip.allow_list(),
-        )),
+        supervisor.spawn(
+            "admission of gossiped transactions",
+            admit_gossiped(
+                inbound_rx,
+                store.clone(),
+                setup.genesis.clone(),
+                mempool.clone(),
+                setup.clock_ms.clone(),
+            )
+            .map(Ok),
+        ),
+        supervisor.spawn(
+            "follower of the admitted validators",
+            follow_admitted_peers(
+                reports.admitted.subscribe(),
+                peers,
+                connect_after,
+                channels.net_requests.clone(),
+                gossip.allow_list(),
+            )
+            .map(Ok),
+        ),
     ]);
     let app = ConsensusApp::new(
         setup.genesis.clone(),
@@ -601,24 +617,10 @@ pub async fn start_with(
     );
     #[cfg(feature = "byzantine")]
     let app = app.with_liar(liar.clone());
-    let (failed, failure) = watch::channel(None);
-    let stopping = Arc::new(AtomicBool::new(false));
-    let engine_node = engine.actor.clone();
-    let stopped = stopping.clone();
-    let app = tokio::spawn(async move {
-        let error = match app.run(&mut channels).await {
-            Err(error) if !stopped.load(Ordering::SeqCst) => Arc::new(error),
-            _ => return Ok(()),
-        };
-        // Stop signing first: the engine must not vote or decide past a write that failed.
-        engine_node.kill();
-        tracing::error!(
-            error = format!("{error:#}"),
-            "the application loop failed: consensus engine stopped, the node signs nothing more"
-        );
-        failed.send_replace(Some(error.clone()));
-        Err(anyhow::anyhow!("{error:#}"))
-    });
+    let app = supervisor.spawn(
+        "application loop",
+        async move { app.run(&mut channels).await },
+    );
     Ok(NodeHandle {
         app,
         engine,
@@ -629,8 +631,8 @@ pub async fn start_with(
         misbehaviour,
         #[cfg(feature = "byzantine")]
         liar,
-        failure,
-        stopping,
+        failure: supervisor.failures(),
+        supervisor,
         gossip,
         helpers,
         pruner,

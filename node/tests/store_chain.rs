@@ -7,6 +7,7 @@ use ipledger_node::store::{
     prunable_through, table_names, Store, StoreError, TxLocation, PRUNE_STEP_NODES_MAX,
     STATE_PRUNE_BATCH_VERSIONS, STATE_VERSIONS_KEPT, STORE_FORMAT_VERSION,
 };
+use ipledger_node::supervision::Supervisor;
 use jmt::storage::{NibblePath, NodeKey, TreeReader};
 use ledger_core::block::CommitCertificate;
 use ledger_core::crypto::Digest;
@@ -808,9 +809,13 @@ fn the_pruning_thread_follows_the_commits_and_lets_go_of_the_store() {
     let (_dir, _path, store) = new_store(&chain);
     commit_all(&store, &chain);
     let store = std::sync::Arc::new(store);
+    let supervisor = Supervisor::new(|| ());
     let wait_for = |store: &Store, through: u64| {
         let deadline = Instant::now() + std::time::Duration::from_secs(120);
         while store.pruned_through().unwrap() != through {
+            if let Some(failure) = supervisor.failures().borrow().as_ref() {
+                panic!("the pruning thread failed: {failure:#}");
+            }
             assert!(
                 Instant::now() < deadline,
                 "pruned through {}, expected {through}",
@@ -819,7 +824,7 @@ fn the_pruning_thread_follows_the_commits_and_lets_go_of_the_store() {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
     };
-    let pruner = StatePruner::start(store.clone(), 0).unwrap();
+    let pruner = StatePruner::start(store.clone(), 0, supervisor.clone()).unwrap();
     let caught_up = prunable_through(chain.height());
     assert!(caught_up > 0);
     wait_for(&store, caught_up);

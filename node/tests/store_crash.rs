@@ -9,6 +9,7 @@
 mod store_common;
 use ipledger_node::pruner::StatePruner;
 use ipledger_node::store::Store;
+use ipledger_node::supervision::Supervisor;
 use ledger_core::testkit::TestChain;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -62,8 +63,10 @@ fn child(path: &Path) {
         chain.blocks.last().map(|b| b.header.hash()),
         "the child rebuilt the chain the store holds"
     );
-    // Pruning runs behind the commits as in a node, so kills land in its transactions too.
-    let pruner = StatePruner::start(store.clone(), 0).expect("pruning thread");
+    // Pruning runs behind the commits as in a node, so kills land in its transactions too. A
+    // panic in it ends the child, which the parent sees as a death other than its SIGKILL.
+    let supervisor = Supervisor::new(|| std::process::exit(3));
+    let pruner = StatePruner::start(store.clone(), 0, supervisor).expect("pruning thread");
     let prune = pruner.trigger();
     for _ in 0..CHILD_BLOCKS_MAX {
         extend(&mut chain);
