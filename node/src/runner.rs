@@ -98,7 +98,7 @@ pub struct NodeHandle {
     pub liar: Option<Arc<crate::consensus::byzantine::Liar>>,
     /// Why the node stopped by itself, once it has: the application loop failed (a failed
     /// durable write, a broken invariant, or the engine stopping itself), or one of the node's
-    /// other tasks panicked or ended (see [`crate::supervision`]). The engine was stopped before
+    /// other tasks failed or panicked (see [`crate::supervision`]). The engine was stopped before
     /// this was set, so the node signs nothing more.
     pub failure: watch::Receiver<Failure>,
     /// Told by [`NodeHandle::stop`], so the tasks ending then are not taken for a failure.
@@ -707,8 +707,12 @@ async fn admit_gossiped(
             admission::admit_many(&store, &genesis, &mempool, batch.txs, now)
         })
         .await;
+        // A panic here is a bug in admission that a peer's batch triggered, and the same batch
+        // reaches every validator: stopping the node for it (as the supervisor would) would let
+        // one batch halt the network. The batch is dropped here instead, and the panic logged;
+        // the API answers the same bug with a 500.
         let Ok(answers) = answers else {
-            warn!("admission of a gossiped batch panicked");
+            warn!("admission of a gossiped batch panicked; the batch is dropped");
             continue;
         };
         let refused = answers.iter().filter(|answer| answer.is_err()).count();

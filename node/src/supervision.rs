@@ -1,12 +1,18 @@
 //! A node's long-running tasks, watched: the application loop, transaction gossip, the admission
 //! of gossiped batches, the follower of the admitted validator set, and the state pruner.
 //!
-//! Each of them runs for as long as the node does. One that fails, panics or simply ends while the
-//! node runs stops the node: the engine first, so the node signs nothing more, then
-//! [`Supervisor::failures`] says why, and the binary exits non-zero for whatever supervises it to
-//! start it again (it catches up from its peers). Running on without the task would be a silent
-//! fallback: a node whose gossip died still votes, but never spreads the transactions its clients
-//! send it, and says so nowhere.
+//! Each of them runs for as long as the node does. One that fails or panics stops the node: the
+//! engine first, so the node signs nothing more, then [`Supervisor::failures`] says why, and the
+//! binary exits non-zero for whatever supervises it to start it again (it catches up from its
+//! peers). Running on without the task would be a silent fallback: a node whose gossip died still
+//! votes, but never spreads the transactions its clients send it, and says so nowhere.
+//!
+//! A task that ends without an error is no failure of its own: the application loop and gossip
+//! never do, and the others end only when their input closes, because the task feeding them (the
+//! application loop, gossip) ended, which is reported for what it was. Reporting the follower's
+//! end as well raced with the application loop's own error: the loop drops its half of the
+//! follower's channel before its error reaches the supervisor, and the first report is the one
+//! kept, so a full disk was reported as "the follower ended".
 
 use anyhow::anyhow;
 use futures::FutureExt as _;
@@ -82,8 +88,9 @@ impl Supervisor {
         });
     }
 
-    /// Spawns `task`, which must run as long as the node does: its error, a panic, or its end
-    /// fail the node. Aborting the returned handle ends it without a report.
+    /// Spawns `task`, which runs as long as the node does: its error or a panic fails the node.
+    /// Its end without an error, or aborting the returned handle, is no failure (see the module
+    /// documentation).
     pub fn spawn(
         &self,
         name: &'static str,
@@ -94,7 +101,7 @@ impl Supervisor {
             match AssertUnwindSafe(task).catch_unwind().await {
                 Err(panic) => supervisor.panicked(name, panic),
                 Ok(Err(error)) => supervisor.fail(error),
-                Ok(Ok(())) => supervisor.fail(anyhow!("the {name} ended while the node runs")),
+                Ok(Ok(())) => tracing::debug!("the {name} ended: its input closed"),
             }
         })
     }
@@ -158,22 +165,23 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_task_that_ends_or_fails_stops_the_node_and_the_first_reason_is_kept() {
+    async fn a_task_that_fails_stops_the_node_and_the_first_reason_is_kept() {
         let (supervisor, stopped) = counting_supervisor();
         supervisor
             .spawn("peer follower", async { Ok(()) })
             .await
             .unwrap();
-        supervisor
-            .spawn("application loop", async {
-                Err(anyhow!("the disk is full"))
-            })
-            .await
-            .unwrap();
-        assert_eq!(
-            first_failure(&supervisor).await,
-            "the peer follower ended while the node runs"
+        assert!(
+            supervisor.failures().borrow().is_none(),
+            "a task whose input closed ended without a failure of its own"
         );
+        for error in ["the disk is full", "a later consequence"] {
+            supervisor
+                .spawn("application loop", async move { Err(anyhow!(error)) })
+                .await
+                .unwrap();
+        }
+        assert_eq!(first_failure(&supervisor).await, "the disk is full");
         assert_eq!(
             stopped.load(Ordering::SeqCst),
             2,
@@ -182,14 +190,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn tasks_ending_while_the_node_stops_or_aborted_are_no_failure() {
+    async fn tasks_failing_while_the_node_stops_or_aborted_are_no_failure() {
         let (supervisor, stopped) = counting_supervisor();
         let aborted = supervisor.spawn("transaction gossip task", std::future::pending());
         aborted.abort();
         assert!(aborted.await.unwrap_err().is_cancelled());
         supervisor.stopping();
         supervisor
-            .spawn("peer follower", async { Ok(()) })
+            .spawn("application loop", async { Err(anyhow!("engine stopped")) })
             .await
             .unwrap();
         supervisor.panicked("state pruner", Box::new("late"));
