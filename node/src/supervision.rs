@@ -42,7 +42,8 @@ struct Inner {
 }
 
 impl Supervisor {
-    /// A supervisor that calls `stop_signing` on the first failure, before reporting it.
+    /// A supervisor that calls `stop_signing` on each failure (again after the first is harmless),
+    /// before reporting it.
     pub fn new(stop_signing: impl Fn() + Send + Sync + 'static) -> Supervisor {
         Supervisor {
             inner: Arc::new(Inner {
@@ -106,7 +107,7 @@ impl Supervisor {
         })
     }
 
-    /// A thread of the node's, `name`, panicked: `panic` is what `catch_unwind` caught.
+    /// The node's task or thread `name` panicked: `panic` is what `catch_unwind` caught.
     pub fn panicked(&self, name: &'static str, panic: Box<dyn Any + Send>) {
         self.fail(anyhow!("the {name} panicked: {}", panic_message(&*panic)));
     }
