@@ -18,7 +18,7 @@ store_cache_mib=${SOAK_STORE_CACHE_MIB:-16}
 # restarted: the soak measures a ledger already larger than the cache (about 95 MB of store),
 # since from an empty ledger memory rises by design until the store outgrows the cache.
 prefill=${SOAK_PREFILL:-20000}
-kinds=crash,crash-during-start,isolate,split,slow-link,lossy-link
+kinds=crash,crash-during-start,isolate,split,slow-link,lossy-link,crash-two
 
 cargo build --release -q -p ipledger-node -p ipledger-genesis -p ipledger-tests -p ipledger-client
 dir=$(mktemp -d "${TMPDIR:-/tmp}/ipledger-soak.XXXXXX")

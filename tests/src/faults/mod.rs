@@ -254,6 +254,14 @@ fn inject(cluster: &Mutex<Cluster>, steps: &[Step], report: &mut Report) -> Resu
                 report.kills += 2;
                 lock().start(node)?;
             }
+            Fault::CrashTwo { pair, down } => {
+                lock().kill(pair.0)?;
+                lock().kill(pair.1)?;
+                report.kills += 2;
+                report.check_no_progress(&lock, number, "with two of four nodes killed", down);
+                lock().start(pair.0)?;
+                lock().start(pair.1)?;
+            }
             Fault::Isolate { node, span } => {
                 let links: Vec<(usize, usize)> = (0..lock().nodes.len())
                     .filter(|&other| other != node)
@@ -270,17 +278,7 @@ fn inject(cluster: &Mutex<Cluster>, steps: &[Step], report: &mut Report) -> Resu
                     .filter(|&(a, b)| side(a) && !side(b))
                     .collect();
                 let crossed = link_fault(&lock, &links, cut(), span, |span| {
-                    // A block whose precommits were already on their way may still commit.
-                    std::thread::sleep(Duration::from_secs(1).min(span));
-                    let at_cut = lock().max_height();
-                    std::thread::sleep(span.saturating_sub(Duration::from_secs(1)));
-                    let at_heal = lock().max_height();
-                    if at_heal > at_cut + 1 {
-                        report.anomalies.push(format!(
-                            "fault {number}: during a 2-2 split the network went from height \
-                             {at_cut} to {at_heal}"
-                        ));
-                    }
+                    report.check_no_progress(&lock, number, "during a 2-2 split", span)
                 })?;
                 report.check_link_fault(number, crossed);
             }
@@ -358,6 +356,27 @@ fn link_fault<'a>(
 }
 
 impl Report {
+    /// Waits out `span` of a fault that leaves no quorum, and records an anomaly if the network
+    /// committed meanwhile: more than one block, since a block whose precommits were already on
+    /// their way when the fault began may still commit in its first second.
+    fn check_no_progress<'a>(
+        &mut self,
+        lock: &impl Fn() -> std::sync::MutexGuard<'a, Cluster>,
+        number: usize,
+        what: &str,
+        span: Duration,
+    ) {
+        std::thread::sleep(Duration::from_secs(1).min(span));
+        let at_start = lock().max_height();
+        std::thread::sleep(span.saturating_sub(Duration::from_secs(1)));
+        let at_end = lock().max_height();
+        if at_end > at_start + 1 {
+            self.anomalies.push(format!(
+                "fault {number}: {what} the network went from height {at_start} to {at_end}"
+            ));
+        }
+    }
+
     /// A link fault during which no consensus datagram reached the faulty links did nothing to
     /// consensus: it was not injected, and the run must not pass as if it had been.
     fn check_link_fault(&mut self, number: usize, datagrams: u64) {

@@ -21,17 +21,21 @@ pub enum FaultKind {
     SlowLink,
     /// Consensus datagrams on every link dropped, duplicated and reordered.
     LossyLink,
+    /// `kill -9` of two nodes at once: no quorum is left, so no block may commit until they are
+    /// restarted.
+    CrashTwo,
 }
 
 impl FaultKind {
     /// Every kind, in the order runs list them.
-    pub const ALL: [FaultKind; 6] = [
+    pub const ALL: [FaultKind; 7] = [
         FaultKind::Crash,
         FaultKind::CrashDuringStart,
         FaultKind::Isolate,
         FaultKind::Split,
         FaultKind::SlowLink,
         FaultKind::LossyLink,
+        FaultKind::CrashTwo,
     ];
 
     /// The kind's name on the command line and in reports.
@@ -43,6 +47,7 @@ impl FaultKind {
             FaultKind::Split => "split",
             FaultKind::SlowLink => "slow-link",
             FaultKind::LossyLink => "lossy-link",
+            FaultKind::CrashTwo => "crash-two",
         }
     }
 }
@@ -98,6 +103,11 @@ pub enum Fault {
         reorder: f64,
         span: Duration,
     },
+    /// Kill nodes `pair.0` and `pair.1`, restart both after `down`.
+    CrashTwo {
+        pair: (usize, usize),
+        down: Duration,
+    },
 }
 
 impl Fault {
@@ -110,6 +120,7 @@ impl Fault {
             Fault::Split { .. } => FaultKind::Split,
             Fault::SlowLink { .. } => FaultKind::SlowLink,
             Fault::LossyLink { .. } => FaultKind::LossyLink,
+            Fault::CrashTwo { .. } => FaultKind::CrashTwo,
         }
     }
 }
@@ -175,6 +186,13 @@ pub fn schedule(seed: u64, kinds: &[FaultKind], nodes: usize, duration: Duration
                 reorder: (pick / 600 % 20) as f64 / 100.0,
                 span: millis(2_000, 8_000),
             },
+            FaultKind::CrashTwo => {
+                let other = (node + 1 + pick / 131 % (nodes - 1)) % nodes;
+                Fault::CrashTwo {
+                    pair: (node.min(other), node.max(other)),
+                    down: millis(3_000, 8_000),
+                }
+            }
         };
         total += quiet_before + fault_span(&fault);
         steps.push(Step {
@@ -188,7 +206,7 @@ pub fn schedule(seed: u64, kinds: &[FaultKind], nodes: usize, duration: Duration
 /// How long a fault lasts (restarts excluded).
 pub fn fault_span(fault: &Fault) -> Duration {
     match fault {
-        Fault::Crash { down, .. } => *down,
+        Fault::Crash { down, .. } | Fault::CrashTwo { down, .. } => *down,
         Fault::CrashDuringStart { after, .. } => *after,
         Fault::Isolate { span, .. }
         | Fault::Split { span, .. }
@@ -206,7 +224,7 @@ mod tests {
         #[test]
         fn a_seed_fixes_the_schedule_and_it_uses_only_the_asked_kinds(
             seed in any::<u64>(),
-            mask in 1u8..64,
+            mask in 1u8..128,
             seconds in 1u64..600,
         ) {
             let kinds: Vec<FaultKind> = FaultKind::ALL
@@ -226,7 +244,9 @@ mod tests {
                     Fault::Crash { node, .. }
                     | Fault::CrashDuringStart { node, .. }
                     | Fault::Isolate { node, .. } => prop_assert!(node < 4),
-                    Fault::Split { pair: (a, b), .. } => prop_assert!(a < b && b < 4),
+                    Fault::Split { pair: (a, b), .. } | Fault::CrashTwo { pair: (a, b), .. } => {
+                        prop_assert!(a < b && b < 4)
+                    }
                     Fault::SlowLink { a, b, .. } => prop_assert!(a != b && a < 4 && b < 4),
                     Fault::LossyLink { loss, duplicate, reorder, .. } => {
                         prop_assert!(loss < 1.0 && duplicate < 1.0 && reorder < 1.0)
