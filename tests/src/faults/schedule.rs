@@ -154,6 +154,9 @@ pub fn schedule(seed: u64, kinds: &[FaultKind], nodes: usize, duration: Duration
         let pick = millis(0, 1_000_000).as_millis() as usize;
         let kind = kinds[pick % kinds.len()];
         let node = pick / 7 % nodes;
+        // A second node, for the faults that take two: never `node` itself.
+        let other = (node + 1 + pick / 131 % (nodes - 1)) % nodes;
+        let pair = (node.min(other), node.max(other));
         let fault = match kind {
             FaultKind::Crash => Fault::Crash {
                 node,
@@ -167,16 +170,13 @@ pub fn schedule(seed: u64, kinds: &[FaultKind], nodes: usize, duration: Duration
                 node,
                 span: millis(2_000, 8_000),
             },
-            FaultKind::Split => {
-                let other = (node + 1 + pick / 131 % (nodes - 1)) % nodes;
-                Fault::Split {
-                    pair: (node.min(other), node.max(other)),
-                    span: millis(3_000, 8_000),
-                }
-            }
+            FaultKind::Split => Fault::Split {
+                pair,
+                span: millis(3_000, 8_000),
+            },
             FaultKind::SlowLink => Fault::SlowLink {
                 a: node,
-                b: (node + 1 + pick / 131 % (nodes - 1)) % nodes,
+                b: other,
                 delay_ms: millis(20, 400).as_millis() as u64,
                 span: millis(2_000, 8_000),
             },
@@ -186,13 +186,10 @@ pub fn schedule(seed: u64, kinds: &[FaultKind], nodes: usize, duration: Duration
                 reorder: (pick / 600 % 20) as f64 / 100.0,
                 span: millis(2_000, 8_000),
             },
-            FaultKind::CrashTwo => {
-                let other = (node + 1 + pick / 131 % (nodes - 1)) % nodes;
-                Fault::CrashTwo {
-                    pair: (node.min(other), node.max(other)),
-                    down: millis(3_000, 8_000),
-                }
-            }
+            FaultKind::CrashTwo => Fault::CrashTwo {
+                pair,
+                down: millis(3_000, 8_000),
+            },
         };
         total += quiet_before + fault_span(&fault);
         steps.push(Step {
