@@ -1,4 +1,5 @@
-//! Prunes replaced state-tree nodes behind the commits, on a thread of its own.
+//! Prunes replaced state-tree nodes and merges staged index rows behind the commits, on a thread
+//! of its own.
 //!
 //! Deleting a batch of [`STATE_PRUNE_BATCH_VERSIONS`] versions' stale nodes takes several times
 //! as long as committing a block (it rewrites every page the batch's nodes sit in). Inside the
@@ -14,11 +15,18 @@
 //! for its cores); staggered, at most about one validator in each height is busy pruning, and
 //! the others still make a quorum on time.
 //!
-//! Pruning decides nothing about the ledger: every validator prunes on its own schedule, and a
-//! crash or a failed prune leaves a store that is merely less pruned, which the next batch (or
-//! the next start) catches up.
+//! The same thread merges the rows each commit staged by height into the hash-keyed indexes, a
+//! batch of [`MERGE_BATCH_HEIGHTS`] heights at a time, in steps ([`Store::merge_step`]; why, in
+//! the store's `staging` module), with the same lag.
+//!
+//! Neither decides anything about the ledger: every validator prunes and merges on its own
+//! schedule, and a crash or a failed step leaves a store that is merely less pruned or less
+//! merged, with reads unchanged, which the next batch (or the next start) catches up.
 
-use crate::store::{Store, PRUNE_STEP_NODES_MAX, STATE_PRUNE_BATCH_VERSIONS};
+use crate::store::{
+    Store, StoreError, MERGE_BATCH_HEIGHTS, MERGE_STEP_ROWS_MAX, PRUNE_STEP_NODES_MAX,
+    STATE_PRUNE_BATCH_VERSIONS,
+};
 use crate::supervision::Supervisor;
 use ledger_core::crypto::PublicKey;
 use std::collections::BTreeSet;
@@ -131,9 +139,10 @@ pub fn pruning_phase(admitted: &BTreeSet<PublicKey>, own: &PublicKey) -> u64 {
     phase
 }
 
-/// The thread: waits for a commit, prunes every batch due one step at a time, and ends when its
-/// owner stops. A failed step is reported and tried again after the next commit; the commit
-/// path reports a store that cannot be written at all, and stops the node.
+/// The thread: waits for a commit, prunes every batch due and merges every staged batch due,
+/// one step at a time, and ends when its owner stops. A failed step is reported and tried again
+/// after the next commit; the commit path reports a store that cannot be written at all, and
+/// stops the node.
 fn prune_until_stopped(store: &Store, phase: u64, signal: &PruneSignal) {
     loop {
         {
@@ -146,35 +155,86 @@ fn prune_until_stopped(store: &Store, phase: u64, signal: &PruneSignal) {
             }
             state.committed = false;
         }
-        // Each finished batch is logged once, with its steps' nodes and time summed.
-        let mut batch_nodes = 0;
-        let mut batch_started = Instant::now();
-        loop {
-            match store.prune_step(phase, PRUNE_STEP_NODES_MAX) {
-                Ok(Some(step)) => {
-                    batch_nodes += step.nodes;
-                    if step.batch_done {
-                        info!(
-                            through = step.batch_through,
-                            versions = STATE_PRUNE_BATCH_VERSIONS,
-                            nodes = batch_nodes,
-                            ms = u64::try_from(batch_started.elapsed().as_millis())
-                                .unwrap_or(u64::MAX),
-                            "pruned replaced state-tree nodes"
-                        );
-                        batch_nodes = 0;
-                        batch_started = Instant::now();
-                    }
-                }
-                Ok(None) => break,
-                Err(problem) => {
-                    error!(error = %problem, "pruning replaced state-tree nodes failed; will try again after the next commit");
-                    break;
+        let pruned = run_steps(
+            signal,
+            "pruning replaced state-tree nodes",
+            || store.prune_step(phase, PRUNE_STEP_NODES_MAX),
+            |step| (step.nodes, step.batch_done.then_some(step.batch_through)),
+            |through, nodes, ms| {
+                info!(
+                    through,
+                    versions = STATE_PRUNE_BATCH_VERSIONS,
+                    nodes,
+                    ms,
+                    "pruned replaced state-tree nodes"
+                )
+            },
+        );
+        if pruned == Steps::Stopping {
+            return;
+        }
+        let merged = run_steps(
+            signal,
+            "merging staged index rows",
+            || store.merge_step(phase, MERGE_STEP_ROWS_MAX),
+            |step| (step.rows, step.batch_done.then_some(step.batch_through)),
+            |through, rows, ms| {
+                info!(
+                    through,
+                    heights = MERGE_BATCH_HEIGHTS,
+                    rows,
+                    ms,
+                    "merged staged index rows"
+                )
+            },
+        );
+        if merged == Steps::Stopping {
+            return;
+        }
+    }
+}
+
+/// How [`run_steps`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Steps {
+    /// Nothing more is due, or a step failed (reported; tried again after the next commit).
+    Done,
+    /// The owner is stopping.
+    Stopping,
+}
+
+/// Runs `step` until nothing is due, a step fails or the owner stops. `measure` reads a step's
+/// work and, when it finished a batch, the batch's last height; each finished batch is logged
+/// once by `log_batch(through, work, ms)`, with its steps' work and time summed.
+fn run_steps<S>(
+    signal: &PruneSignal,
+    what: &str,
+    mut step: impl FnMut() -> Result<Option<S>, StoreError>,
+    measure: impl Fn(&S) -> (u64, Option<u64>),
+    log_batch: impl Fn(u64, u64, u64),
+) -> Steps {
+    let mut batch_work = 0;
+    let mut batch_started = Instant::now();
+    loop {
+        match step() {
+            Ok(Some(done)) => {
+                let (work, finished) = measure(&done);
+                batch_work += work;
+                if let Some(through) = finished {
+                    let ms = u64::try_from(batch_started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                    log_batch(through, batch_work, ms);
+                    batch_work = 0;
+                    batch_started = Instant::now();
                 }
             }
-            if signal.state.lock().expect("prune signal lock").stopping {
-                return;
+            Ok(None) => return Steps::Done,
+            Err(problem) => {
+                error!(error = %problem, "{what} failed; will try again after the next commit");
+                return Steps::Done;
             }
+        }
+        if signal.state.lock().expect("prune signal lock").stopping {
+            return Steps::Stopping;
         }
     }
 }

@@ -11,7 +11,7 @@
 //!
 //! | table | key | value |
 //! | --- | --- | --- |
-//! | `meta` | `format_version`, `genesis`, `genesis_hash`, `head_height`, `pruned_through` | u32 BE, genesis, digest, u64 BE, u64 BE |
+//! | `meta` | `format_version`, `genesis`, `genesis_hash`, `head_height`, `pruned_through`, `merged_through` | u32 BE, genesis, digest, u64 BE, u64 BE, u64 BE |
 //! | `blocks` | height | canonical [`Block`] |
 //! | `headers` | height | header with its hash at commit |
 //! | `certificates` | height | canonical [`CommitCertificate`] |
@@ -22,6 +22,16 @@
 //! | `ledger_nodes` | (level, index) | canonical digest of the completed subtree |
 //! | `tx_index` | canonical tx id | (height, index in block, ledger index) |
 //! | `assets_by_owner` | (canonical owner id, canonical asset id) | () |
+//! | `staged_values` | (version, key hash) | value, or `None` for a deletion |
+//! | `staged_tx_index` | (height, index in block) | (canonical tx id, ledger index) |
+//!
+//! A block's commit writes its state values and tx-index rows to the two staging tables, keyed
+//! by height, rather than to `state_values` and `tx_index`, keyed by hash: the module `staging`
+//! says why. Behind the commits, [`Store::merge_step`] moves them into the hash-keyed tables a
+//! batch of [`MERGE_BATCH_HEIGHTS`] heights at a time and advances `merged_through`; the staging
+//! tables hold exactly the heights after it. Reads find a staged row first, so a value or a
+//! transaction reads the same whether its height is staged, merged, or both (a batch merged in
+//! part, after a crash between two steps).
 //!
 //! Behind the commits, [`Store::prune_step`] deletes the state-tree nodes that went stale in the
 //! next batch of [`STATE_PRUNE_BATCH_VERSIONS`] versions ending at least [`STATE_VERSIONS_KEPT`]
@@ -47,6 +57,7 @@ mod head;
 mod index;
 mod sizes;
 mod snapshot;
+mod staging;
 mod tables;
 mod verify;
 pub mod wal;
@@ -56,8 +67,9 @@ pub use sizes::{StoreSizes, TableSize};
 pub use snapshot::Snapshot;
 pub use tables::name as table_names;
 pub use tables::{
-    prunable_through, TxLocation, ASSETS_PAGE_MAX, PRUNE_STEP_NODES_MAX,
-    STATE_PRUNE_BATCH_VERSIONS, STATE_VERSIONS_KEPT, STORE_FORMAT_VERSION, TWO_PHASE_COMMIT,
+    prunable_through, TxLocation, ASSETS_PAGE_MAX, MERGE_BATCH_HEIGHTS, MERGE_STEP_ROWS_MAX,
+    PRUNE_STEP_NODES_MAX, STAGED_HEIGHTS_MAX, STATE_PRUNE_BATCH_VERSIONS, STATE_VERSIONS_KEPT,
+    STORE_FORMAT_VERSION, TWO_PHASE_COMMIT,
 };
 pub use verify::VerifyReport;
 
@@ -76,12 +88,16 @@ use ledger_core::types::{AssetId, PartyId};
 use redb::{
     Builder, Database, Durability, ReadableDatabase, ReadableTable, TableHandle, WriteTransaction,
 };
+use staging::{in_key_range, key_range, ranges_for, MergeProgress, StagedHeight, StagedHeights};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tables::{
-    meta_u64, name, node_key_path, StoredHeader, ASSETS_BY_OWNER, BLOCKS, CERTIFICATES, HEADERS,
-    LEDGER_NODES, META, META_FORMAT, META_GENESIS, META_GENESIS_HASH, META_HEAD,
-    META_PRUNED_THROUGH, STATE_NODES, STATE_STALE, STATE_VALUES, STORE_FORMAT_UPGRADABLE, TX_INDEX,
+    meta_u64, name, node_key_path, read_meta_format, read_meta_u64, StoredHeader, ASSETS_BY_OWNER,
+    BLOCKS, CERTIFICATES, HEADERS, LEDGER_NODES, META, META_FORMAT, META_GENESIS,
+    META_GENESIS_HASH, META_HEAD, META_MERGED_THROUGH, META_PRUNED_THROUGH, STAGED_TX_INDEX,
+    STAGED_VALUES, STATE_NODES, STATE_STALE, STATE_VALUES, STORE_FORMATS_UPGRADABLE, TX_INDEX,
     VALIDATOR_CHANGES,
 };
 
@@ -112,6 +128,11 @@ impl CommitTimes {
 pub struct Store {
     db: Database,
     path: PathBuf,
+    /// The heights committed but not yet merged, as the newest snapshots read them (see the
+    /// `staging` module).
+    staged: Mutex<Arc<StagedHeights>>,
+    /// The batch being merged, if a merge step left one unfinished.
+    merge_progress: Mutex<MergeProgress>,
 }
 
 impl Store {
@@ -169,8 +190,11 @@ impl Store {
         let store = Store {
             db,
             path: path.to_owned(),
+            staged: Mutex::new(Arc::default()),
+            merge_progress: Mutex::new(MergeProgress::default()),
         };
         store.prepare()?;
+        store.load_staged()?;
         head::check_head(&store.snapshot()?)?;
         Ok(store)
     }
@@ -187,35 +211,47 @@ impl Store {
     }
 
     /// Creates the tables of a new file, or checks the format version of an existing one
-    /// (upgrading a [`STORE_FORMAT_UPGRADABLE`] file in place).
+    /// (upgrading a file of one of [`STORE_FORMATS_UPGRADABLE`] in place).
     fn prepare(&self) -> Result<(), StoreError> {
         let txn = self.db.begin_read().db("beginning a read transaction")?;
         match txn.open_table(META) {
-            Ok(_) => {
-                drop(txn);
-                let snapshot = self.snapshot()?;
-                match snapshot.format_version()? {
-                    Some(STORE_FORMAT_VERSION) => Ok(()),
-                    Some(STORE_FORMAT_UPGRADABLE) => {
-                        // That format pruned inside every commit, through exactly what its head
-                        // allowed.
-                        let head = if snapshot.has_genesis()? {
-                            snapshot.head_height()?
-                        } else {
-                            0
-                        };
-                        drop(snapshot);
-                        let txn = self.begin_durable_write()?;
-                        write_meta_format(&txn, prunable_through(head))?;
-                        txn.commit()
-                            .db("committing the upgrade to the new store format")
-                    }
-                    Some(found) => Err(StoreError::Format {
-                        found,
-                        expected: STORE_FORMAT_VERSION,
-                    }),
-                    None => Err(corrupt(name::META, META_FORMAT, "missing")),
+            Ok(meta) => {
+                let read = |key: &'static str| -> Result<Option<Vec<u8>>, StoreError> {
+                    let value = meta.get(key).db("reading table meta")?;
+                    Ok(value.map(|guard| guard.value().to_vec()))
+                };
+                let format = match read(META_FORMAT)? {
+                    Some(bytes) => read_meta_format(&bytes)?,
+                    None => return Err(corrupt(name::META, META_FORMAT, "missing")),
+                };
+                if format == STORE_FORMAT_VERSION {
+                    return Ok(());
                 }
+                if !STORE_FORMATS_UPGRADABLE.contains(&format) {
+                    return Err(StoreError::Format {
+                        found: format,
+                        expected: STORE_FORMAT_VERSION,
+                    });
+                }
+                let head = match read(META_HEAD)? {
+                    Some(bytes) => read_meta_u64(&bytes, META_HEAD)?,
+                    None => 0,
+                };
+                // Format 4 pruned inside every commit, through exactly what its head allowed;
+                // format 5 records how far it pruned.
+                let pruned_through = match read(META_PRUNED_THROUGH)? {
+                    Some(bytes) => read_meta_u64(&bytes, META_PRUNED_THROUGH)?,
+                    None if format == 4 => prunable_through(head),
+                    None => return Err(corrupt(name::META, META_PRUNED_THROUGH, "missing")),
+                };
+                drop(meta);
+                drop(txn);
+                // Neither older format staged anything: every row is in the merged tables.
+                let txn = self.begin_durable_write()?;
+                tables::create_staging(&txn)?;
+                write_meta_format(&txn, pruned_through, head)?;
+                txn.commit()
+                    .db("committing the upgrade to the new store format")
             }
             Err(redb::TableError::TableDoesNotExist(_)) => {
                 let others: Vec<String> = txn
@@ -236,11 +272,79 @@ impl Store {
                 drop(txn);
                 let txn = self.begin_durable_write()?;
                 tables::create_all(&txn)?;
-                write_meta_format(&txn, 0)?;
+                write_meta_format(&txn, 0, 0)?;
                 txn.commit().db("committing the new store's tables")
             }
             Err(error) => Err(error).db("opening table meta"),
         }
+    }
+
+    /// Reads the staged heights back from the staging tables, on open: the head pointer must
+    /// name the last block, every staged row must belong to a height after `merged_through` and
+    /// at most the head, and every such height has a block, so each of them is staged even if it
+    /// wrote nothing.
+    fn load_staged(&self) -> Result<(), StoreError> {
+        let view = Snapshot::with_staged(&self.db, Arc::default())?;
+        let (merged_through, head) = (view.merged_through, view.head);
+        // A head pointer that disagrees with the blocks is named as such, before the staged
+        // rows it would misplace.
+        head::check_head_pointer(&view, head)?;
+        let mut heights: BTreeMap<u64, StagedHeight> = (merged_through + 1..=head)
+            .map(|height| (height, StagedHeight::default()))
+            .collect();
+        let outside = |table: &'static str, height: u64| {
+            corrupt(
+                table,
+                format!("height {height}"),
+                format!("staged, but merged through {merged_through} with head {head}"),
+            )
+        };
+        for entry in view
+            .staged_values
+            .iter()
+            .db("reading table staged_values")?
+        {
+            let (key, _) = entry.db("reading table staged_values")?;
+            let (version, key_hash) = key.value();
+            let staged = heights
+                .get_mut(&version)
+                .ok_or_else(|| outside(name::STAGED_VALUES, version))?;
+            staged.values.insert(key_hash);
+        }
+        for entry in view
+            .staged_tx_index
+            .iter()
+            .db("reading table staged_tx_index")?
+        {
+            let (key, value) = entry.db("reading table staged_tx_index")?;
+            let (height, index_in_block) = key.value();
+            let (id, ledger_index) = value.value();
+            let id: TxId = tables::decode(
+                id,
+                name::STAGED_TX_INDEX,
+                format!("height {height}, index {index_in_block}"),
+                "tx id",
+            )?;
+            let staged = heights
+                .get_mut(&height)
+                .ok_or_else(|| outside(name::STAGED_TX_INDEX, height))?;
+            staged.txs.insert(
+                id,
+                TxLocation {
+                    height,
+                    index_in_block,
+                    ledger_index,
+                },
+            );
+        }
+        drop(view);
+        let set = heights
+            .into_iter()
+            .fold(StagedHeights::default(), |set, (height, staged)| {
+                set.with(height, staged)
+            });
+        *self.staged.lock().expect("staged heights lock") = Arc::new(set);
+        Ok(())
     }
 
     /// A write transaction that is on disk when `commit` returns.
@@ -254,7 +358,7 @@ impl Store {
 
     /// A consistent read-only view at the current head.
     pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
-        Snapshot::new(&self.db)
+        Snapshot::new(&self.db, &self.staged)
     }
 
     /// Writes the genesis state (version 0) and the genesis document. Idempotent for the same
@@ -272,7 +376,8 @@ impl Store {
         }
         let (_, update) = execute_genesis(&StateTree::new(&before, None), genesis)
             .map_err(StoreError::InvalidGenesis)?;
-        write_state_update(&txn, &update)?;
+        write_state_tree(&txn, &update)?;
+        write_merged_values(&txn, &update)?;
         {
             let mut meta = txn.open_table(META).db("opening table meta")?;
             let genesis_bytes = encoding::encode(genesis);
@@ -319,6 +424,7 @@ impl Store {
         let started = Instant::now();
         let header = &executed.block.header;
         let height = header.height;
+        self.merge_if_staged_full()?;
         let txn = self.begin_durable_write()?;
         // Taken while holding the write lock, so it sees exactly the head this commit follows.
         let before = self.snapshot()?;
@@ -347,7 +453,19 @@ impl Store {
         })?;
         let first_leaf = header.ledger_size - executed.leaves.len() as u64;
 
-        write_state_update(&txn, &executed.state_update)?;
+        let mut staged = StagedHeight::default();
+        write_state_tree(&txn, &executed.state_update)?;
+        {
+            let mut staged_values = txn
+                .open_table(STAGED_VALUES)
+                .db("opening table staged_values")?;
+            for ((version, key_hash), value) in executed.state_update.values() {
+                staged_values
+                    .insert((*version, key_hash.0), value.as_deref())
+                    .db("writing table staged_values")?;
+                staged.values.insert(key_hash.0);
+            }
+        }
         {
             let stored = StoredHeader {
                 hash,
@@ -384,17 +502,34 @@ impl Store {
                     )
                     .db("writing table ledger_nodes")?;
             }
-            let mut tx_index = txn.open_table(TX_INDEX).db("opening table tx_index")?;
+            let mut staged_tx_index = txn
+                .open_table(STAGED_TX_INDEX)
+                .db("opening table staged_tx_index")?;
             for (index, id) in executed.tx_ids.iter().enumerate() {
-                let location = (height, index as u32, first_leaf + index as u64);
-                let previous = tx_index
-                    .insert(encoding::encode(id).as_slice(), location)
-                    .db("writing table tx_index")?;
-                if let Some(previous) = previous {
-                    let (at, _, _) = previous.value();
+                if let Some(previous) = before.tx_location(id)? {
                     return Err(StoreError::Inconsistent {
                         height,
-                        problem: format!("transaction {id} is already committed at height {at}"),
+                        problem: format!(
+                            "transaction {id} is already committed at height {}",
+                            previous.height
+                        ),
+                    });
+                }
+                let location = TxLocation {
+                    height,
+                    index_in_block: u32::try_from(index).expect("a block's index fits a u32"),
+                    ledger_index: first_leaf + index as u64,
+                };
+                staged_tx_index
+                    .insert(
+                        (height, location.index_in_block),
+                        (encoding::encode(id).as_slice(), location.ledger_index),
+                    )
+                    .db("writing table staged_tx_index")?;
+                if staged.txs.insert(*id, location).is_some() {
+                    return Err(StoreError::Inconsistent {
+                        height,
+                        problem: format!("transaction {id} is twice in the block"),
                     });
                 }
             }
@@ -420,6 +555,14 @@ impl Store {
                 .db("writing table meta")?;
         }
         drop(before);
+        // Staged before the redb commit, so that a snapshot whose view has this head finds the
+        // height in the set (see `Snapshot::new`); a snapshot of the previous head ignores it,
+        // and so does everything if the commit fails (the next commit of this height replaces
+        // it).
+        {
+            let mut set = self.staged.lock().expect("staged heights lock");
+            *set = Arc::new(set.with(height, staged));
+        }
         let writing = started.elapsed();
         txn.commit()
             .db(&format!("committing block {height} durably"))?;
@@ -464,6 +607,12 @@ impl Store {
     /// The newest state version whose replaced nodes are deleted (see [`Snapshot::pruned_through`]).
     pub fn pruned_through(&self) -> Result<u64, StoreError> {
         self.snapshot()?.pruned_through()
+    }
+
+    /// The newest height whose staged rows are merged into the hash-keyed indexes (see
+    /// [`Store::merge_step`]).
+    pub fn merged_through(&self) -> Result<u64, StoreError> {
+        Ok(self.snapshot()?.merged_through)
     }
 
     /// Deletes up to `nodes_max` of the state-tree nodes replaced in the oldest batch of
@@ -512,6 +661,92 @@ impl Store {
         }))
     }
 
+    /// Merges the next key range of the oldest batch of [`MERGE_BATCH_HEIGHTS`] staged heights
+    /// into `state_values` and `tx_index`, if the head `lag` heights back has passed the batch's
+    /// last height, in one durable write transaction of its own. The batch is merged in as many
+    /// ranges of key hash as keep a step to about `rows_max` rows, so each page of
+    /// the merged tables is rewritten by one step only; the step that merges the last range
+    /// also deletes the batch's staged rows and advances `merged_through`. Returns what the step
+    /// did, or `None` when no batch is due.
+    ///
+    /// Like [`Store::prune_step`], block commits wait for a step, so the node runs it behind
+    /// them on the pruning thread, each validator with its own lag. Between steps a batch's
+    /// rows are both staged and merged, with the same values and locations, and reads find the
+    /// staged ones first.
+    pub fn merge_step(&self, lag: u64, rows_max: u64) -> Result<Option<MergeStep>, StoreError> {
+        assert!(rows_max > 0, "a merge step inserts something");
+        // Most calls find nothing due: they learn it from a snapshot, without the write lock.
+        if next_merge_batch(&self.snapshot()?, lag).is_none() {
+            return Ok(None);
+        }
+        let txn = self.begin_durable_write()?;
+        // Taken while holding the write lock, so it sees exactly the head this merge follows.
+        let before = self.snapshot()?;
+        let Some(first) = next_merge_batch(&before, lag) else {
+            drop(before);
+            txn.abort()
+                .db("ending a write transaction that merged nothing")?;
+            return Ok(None);
+        };
+        let last = first + MERGE_BATCH_HEIGHTS - 1;
+        let mut progress = self.merge_progress.lock().expect("merge progress lock");
+        if progress.first != first {
+            *progress = MergeProgress {
+                first,
+                ranges: ranges_for(before.staged_rows(first, last), rows_max),
+                next: 0,
+            };
+        }
+        drop(before);
+        let rows = merge_key_range(&txn, first, last, key_range(progress.next, progress.ranges))?;
+        let batch_done = progress.next + 1 == progress.ranges;
+        if batch_done {
+            txn.open_table(STAGED_VALUES)
+                .db("opening table staged_values")?
+                .retain_in((first, [0; 32])..=(last, [0xff; 32]), |_, _| false)
+                .db("deleting merged rows of table staged_values")?;
+            txn.open_table(STAGED_TX_INDEX)
+                .db("opening table staged_tx_index")?
+                .retain_in((first, 0)..=(last, u32::MAX), |_, _| false)
+                .db("deleting merged rows of table staged_tx_index")?;
+            txn.open_table(META)
+                .db("opening table meta")?
+                .insert(META_MERGED_THROUGH, meta_u64(last).as_slice())
+                .db("writing table meta")?;
+        }
+        txn.commit().db(&format!(
+            "committing the merge of heights {first} to {last}"
+        ))?;
+        if batch_done {
+            // Only after the commit: a snapshot taken before it still reads these heights as
+            // staged (see `Snapshot::new`).
+            let mut set = self.staged.lock().expect("staged heights lock");
+            *set = Arc::new(set.merged(last));
+            *progress = MergeProgress::default();
+        } else {
+            progress.next += 1;
+        }
+        Ok(Some(MergeStep {
+            batch_through: last,
+            rows,
+            batch_done,
+        }))
+    }
+
+    /// Merges whole batches while [`STAGED_HEIGHTS_MAX`] heights are staged, before a commit
+    /// adds another: merging behind the commits should never leave that many, but memory must
+    /// stay bounded if it does.
+    fn merge_if_staged_full(&self) -> Result<(), StoreError> {
+        while self.staged.lock().expect("staged heights lock").len() >= STAGED_HEIGHTS_MAX {
+            if self.merge_step(0, MERGE_STEP_ROWS_MAX)?.is_none() {
+                // Heights staged by failed commits above the head are counted but never due;
+                // they are replaced by the next commits.
+                break;
+            }
+        }
+        Ok(())
+    }
+
     /// Re-executes every block from genesis into a fresh in-memory state and checks every hash
     /// link, certificate, transaction, header field and stored record against it; for
     /// `ipledger-node verify-store`. Returns the first failure with its height.
@@ -531,8 +766,114 @@ pub struct PruneStep {
     pub batch_done: bool,
 }
 
-/// Writes one version of the state tree: nodes, values (deletions as `None`), stale index.
-fn write_state_update(txn: &WriteTransaction, update: &StateTreeUpdate) -> Result<(), StoreError> {
+/// What one [`Store::merge_step`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MergeStep {
+    /// The last height of the batch it merged in: `merged_through` once the batch is done.
+    pub batch_through: u64,
+    /// How many staged rows it inserted into the merged tables.
+    pub rows: u64,
+    /// Whether it finished the batch (and so advanced `merged_through`).
+    pub batch_done: bool,
+}
+
+/// Inserts the staged rows of heights `first ..= last` whose key hash falls in `range` into
+/// `state_values` and `tx_index`, in key order. Returns how many it inserted. A row already
+/// merged (by a step of this batch before a restart) is rewritten with the same value; a tx-index
+/// row that disagrees with the staged one is refused.
+fn merge_key_range(
+    txn: &WriteTransaction,
+    first: u64,
+    last: u64,
+    range: (u64, Option<u64>),
+) -> Result<u64, StoreError> {
+    // Key order: the order of the merged tables.
+    let mut values = BTreeMap::new();
+    {
+        let staged = txn
+            .open_table(STAGED_VALUES)
+            .db("opening table staged_values")?;
+        for entry in staged
+            .range((first, [0; 32])..=(last, [0xff; 32]))
+            .db("reading table staged_values")?
+        {
+            let (key, value) = entry.db("reading table staged_values")?;
+            let (version, key_hash) = key.value();
+            if in_key_range(&key_hash, range) {
+                values.insert((key_hash, version), value.value().map(<[u8]>::to_vec));
+            }
+        }
+    }
+    let mut txs = BTreeMap::new();
+    {
+        let staged = txn
+            .open_table(STAGED_TX_INDEX)
+            .db("opening table staged_tx_index")?;
+        for entry in staged
+            .range((first, 0)..=(last, u32::MAX))
+            .db("reading table staged_tx_index")?
+        {
+            let (key, value) = entry.db("reading table staged_tx_index")?;
+            let (height, index_in_block) = key.value();
+            let (id, ledger_index) = value.value();
+            let id: TxId = tables::decode(
+                id,
+                name::STAGED_TX_INDEX,
+                format!("height {height}, index {index_in_block}"),
+                "tx id",
+            )?;
+            if in_key_range(id.as_bytes(), range) {
+                let location = TxLocation {
+                    height,
+                    index_in_block,
+                    ledger_index,
+                };
+                txs.insert(id, location);
+            }
+        }
+    }
+    let mut merged = txn
+        .open_table(STATE_VALUES)
+        .db("opening table state_values")?;
+    for (key, value) in &values {
+        merged
+            .insert(*key, value.as_deref())
+            .db("merging into table state_values")?;
+    }
+    let mut tx_index = txn.open_table(TX_INDEX).db("opening table tx_index")?;
+    for (id, location) in &txs {
+        let row = (
+            location.height,
+            location.index_in_block,
+            location.ledger_index,
+        );
+        let previous = tx_index
+            .insert(encoding::encode(id).as_slice(), row)
+            .db("merging into table tx_index")?;
+        if let Some(previous) = previous {
+            let previous = previous.value();
+            if previous != row {
+                return Err(corrupt(
+                    name::TX_INDEX,
+                    format!("tx {id}"),
+                    format!("indexed at {previous:?}, staged at {row:?}"),
+                ));
+            }
+        }
+    }
+    Ok((values.len() + txs.len()) as u64)
+}
+
+/// The first height of the batch due for merging at `snapshot`'s head `lag` heights back, if
+/// one is.
+fn next_merge_batch(snapshot: &Snapshot, lag: u64) -> Option<u64> {
+    let due = snapshot.head.saturating_sub(lag);
+    (snapshot.merged_through + MERGE_BATCH_HEIGHTS <= due).then_some(snapshot.merged_through + 1)
+}
+
+/// Writes one version of the state tree's nodes and stale index; its values go to the staging
+/// table or, for the genesis, straight to `state_values` ([`write_merged_values`]).
+fn write_state_tree(txn: &WriteTransaction, update: &StateTreeUpdate) -> Result<(), StoreError> {
     let mut nodes = txn
         .open_table(STATE_NODES)
         .db("opening table state_nodes")?;
@@ -544,14 +885,6 @@ fn write_state_update(txn: &WriteTransaction, update: &StateTreeUpdate) -> Resul
                 tables::encode_node(node).as_slice(),
             )
             .db("writing table state_nodes")?;
-    }
-    let mut values = txn
-        .open_table(STATE_VALUES)
-        .db("opening table state_values")?;
-    for ((version, key_hash), value) in update.values() {
-        values
-            .insert((key_hash.0, *version), value.as_deref())
-            .db("writing table state_values")?;
     }
     let mut stale = txn
         .open_table(STATE_STALE)
@@ -572,6 +905,20 @@ fn write_state_update(txn: &WriteTransaction, update: &StateTreeUpdate) -> Resul
     Ok(())
 }
 
+/// Writes one version's state values (deletions as `None`) to `state_values`: the genesis's,
+/// which is merged from the start.
+fn write_merged_values(txn: &WriteTransaction, update: &StateTreeUpdate) -> Result<(), StoreError> {
+    let mut values = txn
+        .open_table(STATE_VALUES)
+        .db("opening table state_values")?;
+    for ((version, key_hash), value) in update.values() {
+        values
+            .insert((key_hash.0, *version), value.as_deref())
+            .db("writing table state_values")?;
+    }
+    Ok(())
+}
+
 /// The first version of the batch due for pruning at `snapshot`'s head `lag` heights back, if
 /// one is.
 fn next_prune_batch(snapshot: &Snapshot, lag: u64) -> Result<Option<u64>, StoreError> {
@@ -585,12 +932,19 @@ fn next_prune_batch(snapshot: &Snapshot, lag: u64) -> Result<Option<u64>, StoreE
     Ok((pruned < due).then_some(pruned + 1))
 }
 
-/// Marks the file as this build's format, pruned through version `pruned_through`.
-fn write_meta_format(txn: &WriteTransaction, pruned_through: u64) -> Result<(), StoreError> {
+/// Marks the file as this build's format, pruned through version `pruned_through` and merged
+/// through height `merged_through`.
+fn write_meta_format(
+    txn: &WriteTransaction,
+    pruned_through: u64,
+    merged_through: u64,
+) -> Result<(), StoreError> {
     let mut meta = txn.open_table(META).db("opening table meta")?;
     meta.insert(META_FORMAT, STORE_FORMAT_VERSION.to_be_bytes().as_slice())
         .db("writing table meta")?;
     meta.insert(META_PRUNED_THROUGH, meta_u64(pruned_through).as_slice())
+        .db("writing table meta")?;
+    meta.insert(META_MERGED_THROUGH, meta_u64(merged_through).as_slice())
         .db("writing table meta")?;
     Ok(())
 }

@@ -4,8 +4,9 @@
 mod store_common;
 use ipledger_node::pruner::StatePruner;
 use ipledger_node::store::{
-    prunable_through, table_names, Store, StoreError, TxLocation, PRUNE_STEP_NODES_MAX,
-    STATE_PRUNE_BATCH_VERSIONS, STATE_VERSIONS_KEPT, STORE_FORMAT_VERSION,
+    prunable_through, table_names, Store, StoreError, TxLocation, MERGE_BATCH_HEIGHTS,
+    MERGE_STEP_ROWS_MAX, PRUNE_STEP_NODES_MAX, STAGED_HEIGHTS_MAX, STATE_PRUNE_BATCH_VERSIONS,
+    STATE_VERSIONS_KEPT, STORE_FORMAT_VERSION,
 };
 use ipledger_node::supervision::Supervisor;
 use jmt::storage::{NibblePath, NodeKey, TreeReader};
@@ -15,11 +16,11 @@ use ledger_core::execute::execute_block;
 use ledger_core::merkle::{inclusion_proof, MerkleNodeReader};
 use ledger_core::receipt::verify_receipt;
 use ledger_core::rules::VerifiedTx;
-use ledger_core::state::{AssetRecord, Overlay, StateKey};
+use ledger_core::state::{AssetRecord, Overlay, StateKey, TxIndexRead};
 use ledger_core::state_tree::StateTree;
 use ledger_core::testkit::{test_genesis, test_key, TestChain};
 use ledger_core::tx::{Action, GovernanceAction};
-use redb::{Database, TableDefinition};
+use redb::{Database, ReadableTable, TableDefinition};
 use std::time::Instant;
 use store_common::*;
 
@@ -594,34 +595,85 @@ fn replaced_state_nodes_are_pruned_and_what_the_node_reads_stays_whole() {
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new(table_names::META);
 
-/// A file of the previous format (4) pruned inside every commit, so it holds no marker and is
-/// pruned exactly through what its head allows: opening it records that, and the format.
-#[test]
-fn a_store_of_the_previous_format_is_upgraded_on_open() {
-    let (chain, _dir, path) = pruned_long_store();
-    let db = Database::create(&path).unwrap();
+const STATE_VALUES: TableDefinition<([u8; 32], u64), Option<&[u8]>> =
+    TableDefinition::new(table_names::STATE_VALUES);
+const TX_INDEX: TableDefinition<&[u8], (u64, u32, u64)> =
+    TableDefinition::new(table_names::TX_INDEX);
+const STAGED_VALUES: TableDefinition<(u64, [u8; 32]), Option<&[u8]>> =
+    TableDefinition::new(table_names::STAGED_VALUES);
+const STAGED_TX_INDEX: TableDefinition<(u64, u32), (&[u8], u64)> =
+    TableDefinition::new(table_names::STAGED_TX_INDEX);
+
+/// Rewrites a store file as a format before 6 wrote it: every staged row in the hash-keyed
+/// tables, no staging tables, no merge marker; then `format` as its version, and for format 4
+/// no pruning marker either.
+fn rewrite_as_format(path: &std::path::Path, format: u32) {
+    let db = Database::create(path).unwrap();
     let txn = db.begin_write().unwrap();
     {
+        let staged = txn.open_table(STAGED_VALUES).unwrap();
+        let mut values = txn.open_table(STATE_VALUES).unwrap();
+        for entry in staged.iter().unwrap() {
+            let (key, value) = entry.unwrap();
+            let (version, key_hash) = key.value();
+            values.insert((key_hash, version), value.value()).unwrap();
+        }
+        let staged = txn.open_table(STAGED_TX_INDEX).unwrap();
+        let mut tx_index = txn.open_table(TX_INDEX).unwrap();
+        for entry in staged.iter().unwrap() {
+            let (key, value) = entry.unwrap();
+            let (height, index_in_block) = key.value();
+            let (id, ledger_index) = value.value();
+            tx_index
+                .insert(id, (height, index_in_block, ledger_index))
+                .unwrap();
+        }
+    }
+    assert!(txn.delete_table(STAGED_VALUES).unwrap());
+    assert!(txn.delete_table(STAGED_TX_INDEX).unwrap());
+    {
         let mut meta = txn.open_table(META).unwrap();
-        assert!(meta.remove("pruned_through").unwrap().is_some());
-        meta.insert("format_version", 4u32.to_be_bytes().as_slice())
+        assert!(meta.remove("merged_through").unwrap().is_some());
+        if format == 4 {
+            assert!(meta.remove("pruned_through").unwrap().is_some());
+        }
+        meta.insert("format_version", format.to_be_bytes().as_slice())
             .unwrap();
     }
     txn.commit().unwrap();
-    drop(db);
+}
 
-    let store = Store::open(&path).expect("a format-4 store opens");
-    assert_eq!(
-        store.pruned_through().unwrap(),
-        prunable_through(chain.height())
-    );
-    assert_eq!(store.prune_step(0, PRUNE_STEP_NODES_MAX).unwrap(), None);
-    assert_eq!(
-        store.verify_chain().unwrap().heights_checked,
-        chain.height()
-    );
-    drop(store);
-    let db = Database::open(&path).unwrap();
+/// Files of the previous formats: format 4 pruned inside every commit, so it holds no marker
+/// and is pruned exactly through what its head allows; neither 4 nor 5 staged rows, so both are
+/// merged through their head. Opening one records that, and the format, and it reads and
+/// verifies as before.
+#[test]
+fn a_store_of_a_previous_format_is_upgraded_on_open() {
+    for format in [4, 5] {
+        let (chain, _dir, path) = pruned_long_store();
+        rewrite_as_format(&path, format);
+        let store = Store::open(&path).expect("a store of a previous format opens");
+        assert_eq!(
+            store.pruned_through().unwrap(),
+            prunable_through(chain.height()),
+            "format {format}"
+        );
+        assert_eq!(store.merged_through().unwrap(), chain.height());
+        assert_eq!(store.prune_step(0, PRUNE_STEP_NODES_MAX).unwrap(), None);
+        assert_eq!(store.merge_step(0, MERGE_STEP_ROWS_MAX).unwrap(), None);
+        assert_reads_as_chain(&store, &chain);
+        assert_eq!(
+            store.verify_chain().unwrap().heights_checked,
+            chain.height()
+        );
+        drop(store);
+        check_format_is_current(&path);
+    }
+}
+
+/// The store file records this build's format version.
+fn check_format_is_current(path: &std::path::Path) {
+    let db = Database::open(path).unwrap();
     let txn = redb::ReadableDatabase::begin_read(&db).unwrap();
     let format = txn
         .open_table(META)
@@ -632,6 +684,117 @@ fn a_store_of_the_previous_format_is_upgraded_on_open() {
         .value()
         .to_vec();
     assert_eq!(format, STORE_FORMAT_VERSION.to_be_bytes());
+}
+
+/// Every state value the chain wrote reads back at every version, and every transaction is
+/// located, refused as a replay and proved as the chain's receipt, whether its rows are staged,
+/// merged, or both.
+fn assert_reads_as_chain(store: &Store, chain: &TestChain) {
+    let snapshot = store.snapshot().unwrap();
+    let ledger_head = StateKey::LedgerHead.encode();
+    for version in 1..=chain.height() {
+        assert_eq!(
+            snapshot.state(version).get(&ledger_head).unwrap(),
+            StateTree::new(&chain.state_store, Some(version))
+                .get(&ledger_head)
+                .unwrap(),
+            "version {version}"
+        );
+    }
+    let mut ledger_index = 0u64;
+    for (height, block) in (1u64..).zip(&chain.blocks) {
+        for tx in &block.txs {
+            let id = tx.id();
+            assert_eq!(snapshot.tx_height(&id).unwrap(), Some(height));
+            let receipt = store.receipt(&id).unwrap().expect("receipt");
+            assert_eq!(receipt, chain.receipt(ledger_index));
+            ledger_index += 1;
+        }
+    }
+}
+
+/// Rows a commit stages are merged in batches, in steps by key range; at every step (a crash
+/// there leaves a batch merged in part, its rows both staged and merged) every read is the
+/// chain's, verify-store passes, and a snapshot taken before the merge still reads what it read.
+#[test]
+fn staged_rows_merge_in_steps_and_every_read_stays_the_chains() {
+    let chain = long_chain();
+    let head = chain.height();
+    let (_dir, path, mut store) = new_store(&chain);
+    commit_all(&store, &chain);
+    assert_eq!(store.merged_through().unwrap(), 0, "commits only stage");
+    assert_reads_as_chain(&store, &chain);
+    // A snapshot taken before a batch is merged reads the same once it is.
+    let before = store.snapshot().unwrap();
+    while !store
+        .merge_step(0, 12)
+        .unwrap()
+        .expect("a batch is due")
+        .batch_done
+    {}
+    assert_eq!(store.merged_through().unwrap(), MERGE_BATCH_HEIGHTS);
+    for block in &chain.blocks {
+        for tx in &block.txs {
+            assert!(before.tx_location(&tx.id()).unwrap().is_some());
+        }
+    }
+    assert_eq!(
+        before.state(head).root().unwrap(),
+        StateTree::new(&chain.state_store, Some(head))
+            .root()
+            .unwrap()
+    );
+    drop(before);
+    let mut steps = 0;
+    let mut steps_in_part = 0;
+    while let Some(step) = store.merge_step(0, 12).unwrap() {
+        steps += 1;
+        let merged = store.merged_through().unwrap();
+        if step.batch_done {
+            assert_eq!(merged, step.batch_through);
+        } else {
+            assert_eq!(merged, step.batch_through - MERGE_BATCH_HEIGHTS);
+            steps_in_part += 1;
+        }
+        assert_reads_as_chain(&store, &chain);
+        if steps % 4 == 2 {
+            drop(store);
+            store = Store::open(&path).expect("a store merged in part reopens");
+            assert_eq!(store.verify_chain().unwrap().heights_checked, head);
+        }
+    }
+    assert!(
+        steps_in_part > 2,
+        "the batches took more than one step each"
+    );
+    assert_eq!(
+        store.merged_through().unwrap(),
+        head - head % MERGE_BATCH_HEIGHTS
+    );
+    assert_reads_as_chain(&store, &chain);
+    assert_eq!(store.verify_chain().unwrap().heights_checked, head);
+}
+
+/// Merging behind the commits should keep up, but if it does not, a commit that finds
+/// `STAGED_HEIGHTS_MAX` heights staged merges the oldest batch itself.
+#[test]
+fn commits_merge_themselves_when_too_many_heights_are_staged() {
+    let mut chain = TestChain::new(4);
+    while chain.height() < STAGED_HEIGHTS_MAX + 2 {
+        let content = chain.height().to_be_bytes();
+        let tx = attest(&mut chain, &content);
+        assert!(chain.commit(vec![tx]).iter().all(Result::is_ok));
+    }
+    let (_dir, _path, store) = new_store(&chain);
+    commit_all(&store, &chain);
+    let merged = store.merged_through().unwrap();
+    assert!(merged > 0, "no batch was merged");
+    assert!(chain.height() - merged < STAGED_HEIGHTS_MAX);
+    assert_reads_as_chain(&store, &chain);
+    assert_eq!(
+        store.verify_chain().unwrap().heights_checked,
+        chain.height()
+    );
 }
 
 const STATE_NODES: TableDefinition<(u64, &[u8]), &[u8]> =

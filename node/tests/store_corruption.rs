@@ -37,6 +37,7 @@ fn pristine() -> (TempDir, PathBuf, TestChain) {
     }
     let (dir, path, store) = new_store(&chain);
     commit_all(&store, &chain);
+    assert_eq!(store.merged_through().unwrap(), 0, "every row is staged");
     drop(store);
     (dir, path, chain)
 }
@@ -233,14 +234,14 @@ const HEADERS: TableDefinition<u64, &[u8]> = TableDefinition::new(table_names::H
 const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new(table_names::BLOCKS);
 const CERTIFICATES: TableDefinition<u64, &[u8]> = TableDefinition::new(table_names::CERTIFICATES);
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new(table_names::META);
-const STATE_VALUES: TableDefinition<([u8; 32], u64), Option<&[u8]>> =
-    TableDefinition::new(table_names::STATE_VALUES);
 const STATE_NODES: TableDefinition<(u64, &[u8]), &[u8]> =
     TableDefinition::new(table_names::STATE_NODES);
 const LEDGER_NODES: TableDefinition<(u8, u64), &[u8]> =
     TableDefinition::new(table_names::LEDGER_NODES);
-const TX_INDEX: TableDefinition<&[u8], (u64, u32, u64)> =
-    TableDefinition::new(table_names::TX_INDEX);
+const STAGED_VALUES: TableDefinition<(u64, [u8; 32]), Option<&[u8]>> =
+    TableDefinition::new(table_names::STAGED_VALUES);
+const STAGED_TX_INDEX: TableDefinition<(u64, u32), (&[u8], u64)> =
+    TableDefinition::new(table_names::STAGED_TX_INDEX);
 
 /// Rewrites a copy of the store through redb and returns its path.
 fn rewritten(pristine: &Path, dir: &Path, edit: impl FnOnce(&redb::WriteTransaction)) -> PathBuf {
@@ -362,17 +363,18 @@ fn the_head_check_catches_head_records_that_redb_cannot_tell_are_wrong() {
     }
 
     // The ledger head in state claims another time (the state root, from nodes, still matches).
+    // The head's values are staged (the pristine store merged nothing).
     let key_hash = *Digest::sha256(&StateKey::LedgerHead.encode()).as_bytes();
     let edited = rewritten(&path, dir.path(), |txn| {
-        let mut values = txn.open_table(STATE_VALUES).unwrap();
-        let stored = values.get((key_hash, head)).unwrap().unwrap();
+        let mut values = txn.open_table(STAGED_VALUES).unwrap();
+        let stored = values.get((head, key_hash)).unwrap().unwrap();
         let bytes = stored.value().unwrap().to_vec();
         drop(stored);
         let mut ledger_head: LedgerHead = encoding::decode(&bytes, "ledger head").unwrap();
         ledger_head.time_ms += 1;
         values
             .insert(
-                (key_hash, head),
+                (head, key_hash),
                 Some(encoding::encode(&ledger_head).as_slice()),
             )
             .unwrap();
@@ -380,6 +382,17 @@ fn the_head_check_catches_head_records_that_redb_cannot_tell_are_wrong() {
     let error = open_error(&edited);
     eprintln!("ledger head edited: {error}");
     assert_eq!(corrupt_table(&error), table_names::STATE_VALUES);
+
+    // A value staged for a height the head does not reach: merging would write it.
+    let edited = rewritten(&path, dir.path(), |txn| {
+        txn.open_table(STAGED_VALUES)
+            .unwrap()
+            .insert((head + 1, key_hash), None)
+            .unwrap();
+    });
+    let error = open_error(&edited);
+    eprintln!("value staged past the head: {error}");
+    assert_eq!(corrupt_table(&error), table_names::STAGED_VALUES);
 
     // A ledger-tree node on the frontier changed.
     let edited = rewritten(&path, dir.path(), |txn| {
@@ -451,14 +464,14 @@ fn verify_chain_catches_damage_below_the_head_that_open_does_not_look_at() {
         "{error}"
     );
 
-    // A tx index entry pointing elsewhere, and one removed.
+    // A tx index entry pointing elsewhere (staged, as every row of the pristine store is: its
+    // row moved over the next transaction's), and one removed.
     let id = chain.blocks[1].txs[0].id();
     let key = encoding::encode(&id);
     let edited = rewritten(&path, dir.path(), |txn| {
-        txn.open_table(TX_INDEX)
-            .unwrap()
-            .insert(key.as_slice(), (2, 1, 3))
-            .unwrap();
+        let mut staged = txn.open_table(STAGED_TX_INDEX).unwrap();
+        staged.remove((2, 0)).unwrap().unwrap();
+        staged.insert((2, 1), (key.as_slice(), 3)).unwrap();
     });
     let store = Store::open(&edited).unwrap();
     assert!(
@@ -473,9 +486,10 @@ fn verify_chain_catches_damage_below_the_head_that_open_does_not_look_at() {
     );
     drop(store);
     let edited = rewritten(&path, dir.path(), |txn| {
-        txn.open_table(TX_INDEX)
+        txn.open_table(STAGED_TX_INDEX)
             .unwrap()
-            .remove(key.as_slice())
+            .remove((2, 0))
+            .unwrap()
             .unwrap();
     });
     let error = Store::open(&edited).unwrap().verify_chain().unwrap_err();

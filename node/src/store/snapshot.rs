@@ -2,11 +2,13 @@
 //! the same committed head, however many blocks are committed meanwhile.
 
 use super::error::{corrupt, DbContext, StoreError};
+use super::staging::StagedHeights;
 use super::tables::{
     decode, decode_node, name, node_key_path, read_meta_u64, StoredHeader, TxLocation,
     ASSETS_BY_OWNER, ASSETS_PAGE_MAX, BLOCKS, CERTIFICATES, HEADERS, LEDGER_NODES, META,
-    META_FORMAT, META_GENESIS, META_GENESIS_HASH, META_HEAD, META_PRUNED_THROUGH, STATE_NODES,
-    STATE_STALE, STATE_VALUES, TX_INDEX, VALIDATOR_CHANGES,
+    META_GENESIS, META_GENESIS_HASH, META_HEAD, META_MERGED_THROUGH, META_PRUNED_THROUGH,
+    STAGED_TX_INDEX, STAGED_VALUES, STATE_NODES, STATE_STALE, STATE_VALUES, TX_INDEX,
+    VALIDATOR_CHANGES,
 };
 use jmt::storage::{LeafNode, Node, NodeKey};
 use jmt::KeyHash;
@@ -25,6 +27,7 @@ use ledger_core::storage::StorageError;
 use ledger_core::tx::TxId;
 use ledger_core::types::{AssetId, PartyId};
 use redb::{Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable};
+use std::sync::{Arc, Mutex};
 
 type Bytes = &'static [u8];
 
@@ -44,8 +47,23 @@ pub struct Snapshot {
     pub(crate) ledger: ReadOnlyTable<(u8, u64), Bytes>,
     pub(crate) tx_index: ReadOnlyTable<Bytes, (u64, u32, u64)>,
     pub(crate) assets: ReadOnlyTable<(Bytes, Bytes), ()>,
+    pub(crate) staged_values: ReadOnlyTable<(u64, [u8; 32]), Option<Bytes>>,
+    pub(crate) staged_tx_index: ReadOnlyTable<(u64, u32), (Bytes, u64)>,
+    /// The staged heights this view reads before the merged tables: exactly
+    /// `merged_through + 1 ..= head` of them count.
+    staged: Arc<StagedHeights>,
+    /// The view's head (0 before the genesis).
+    pub(crate) head: u64,
+    /// The view's `merged_through`.
+    pub(crate) merged_through: u64,
     pub(super) txn: ReadTransaction,
 }
+
+/// How often [`Snapshot::new`] takes its view again when a commit or a merge landed between
+/// reading the staged heights and beginning the read transaction. Each retry means another
+/// commit landed in that gap of microseconds, so a few suffice; running out means the staged
+/// heights in memory do not match the file, which is a bug.
+const SNAPSHOT_ATTEMPTS_MAX: u32 = 64;
 
 fn open_table<K: redb::Key + 'static, V: redb::Value + 'static>(
     txn: &ReadTransaction,
@@ -64,10 +82,61 @@ fn open_table<K: redb::Key + 'static, V: redb::Value + 'static>(
 }
 
 impl Snapshot {
-    pub(crate) fn new(db: &Database) -> Result<Snapshot, StoreError> {
+    /// A view of the committed head with the staged heights that go with it. The staged set is
+    /// read before the read transaction begins: a commit adds its height to the set before its
+    /// redb commit, and a merge drops heights only after its own, so the set read first holds
+    /// every staged height of the view unless a commit landed in between, which
+    /// [`StagedHeights::covers`] notices; then the view is taken again.
+    pub(crate) fn new(
+        db: &Database,
+        staged: &Mutex<Arc<StagedHeights>>,
+    ) -> Result<Snapshot, StoreError> {
+        for _ in 0..SNAPSHOT_ATTEMPTS_MAX {
+            let set = Arc::clone(&staged.lock().expect("staged heights lock"));
+            let snapshot = Snapshot::with_staged(db, set)?;
+            if snapshot
+                .staged
+                .covers(snapshot.merged_through, snapshot.head)
+            {
+                return Ok(snapshot);
+            }
+        }
+        Err(corrupt(
+            name::META,
+            META_MERGED_THROUGH,
+            "the staged heights held in memory do not cover the heights the file has staged",
+        ))
+    }
+
+    /// A view read with the staged heights `staged`, whether or not they are the view's.
+    pub(crate) fn with_staged(
+        db: &Database,
+        staged: Arc<StagedHeights>,
+    ) -> Result<Snapshot, StoreError> {
         let txn = db.begin_read().db("beginning a read transaction")?;
+        let meta = open_table(&txn, META, name::META)?;
+        let head = match meta.get(META_HEAD).db("reading table meta")? {
+            Some(bytes) => read_meta_u64(bytes.value(), META_HEAD)?,
+            None => 0,
+        };
+        let merged_through = match meta.get(META_MERGED_THROUGH).db("reading table meta")? {
+            Some(bytes) => read_meta_u64(bytes.value(), META_MERGED_THROUGH)?,
+            None => return Err(corrupt(name::META, META_MERGED_THROUGH, "missing")),
+        };
+        if merged_through > head {
+            return Err(corrupt(
+                name::META,
+                META_MERGED_THROUGH,
+                format!("{merged_through}, past the head {head}"),
+            ));
+        }
         Ok(Snapshot {
-            meta: open_table(&txn, META, name::META)?,
+            staged_values: open_table(&txn, STAGED_VALUES, name::STAGED_VALUES)?,
+            staged_tx_index: open_table(&txn, STAGED_TX_INDEX, name::STAGED_TX_INDEX)?,
+            staged,
+            head,
+            merged_through,
+            meta,
             blocks: open_table(&txn, BLOCKS, name::BLOCKS)?,
             headers: open_table(&txn, HEADERS, name::HEADERS)?,
             certificates: open_table(&txn, CERTIFICATES, name::CERTIFICATES)?,
@@ -85,21 +154,6 @@ impl Snapshot {
     fn meta(&self, key: &'static str) -> Result<Option<Vec<u8>>, StoreError> {
         let value = self.meta.get(key).db("reading table meta")?;
         Ok(value.map(|guard| guard.value().to_vec()))
-    }
-
-    /// The format version recorded in the file, if any.
-    pub(crate) fn format_version(&self) -> Result<Option<u32>, StoreError> {
-        let Some(bytes) = self.meta(META_FORMAT)? else {
-            return Ok(None);
-        };
-        let array: [u8; 4] = bytes.as_slice().try_into().map_err(|_| {
-            corrupt(
-                name::META,
-                META_FORMAT,
-                format!("{} bytes, expected 4", bytes.len()),
-            )
-        })?;
-        Ok(Some(u32::from_be_bytes(array)))
     }
 
     /// Whether `init_genesis` has run.
@@ -207,6 +261,9 @@ impl Snapshot {
 
     /// Where a committed transaction is.
     pub fn tx_location(&self, id: &TxId) -> Result<Option<TxLocation>, StoreError> {
+        if let Some(location) = self.staged.tx_location(self.merged_through, self.head, id) {
+            return Ok(Some(location));
+        }
         let key = encoding::encode(id);
         let value = self
             .tx_index
@@ -468,6 +525,13 @@ impl Snapshot {
         max_version: u64,
         key_hash: [u8; 32],
     ) -> Result<Option<Option<Vec<u8>>>, StoreError> {
+        let top = max_version.min(self.head);
+        if let Some(version) = self
+            .staged
+            .newest_value_height(self.merged_through, top, &key_hash)
+        {
+            return self.staged_value(version, key_hash).map(Some);
+        }
         let mut range = self
             .values
             .range((key_hash, 0)..=(key_hash, max_version))
@@ -479,6 +543,83 @@ impl Snapshot {
                 Ok(Some(value.value().map(<[u8]>::to_vec)))
             }
         }
+    }
+
+    /// How many staged value rows and tx-index rows are also in the merged tables: none, unless
+    /// a batch was merged in part before a restart. For `verify-store`'s row counts.
+    pub(crate) fn staged_rows_also_merged(&self) -> Result<(u64, u64), StoreError> {
+        let mut values = 0;
+        for entry in self
+            .staged_values
+            .iter()
+            .db("reading table staged_values")?
+        {
+            let (key, _) = entry.db("reading table staged_values")?;
+            let (version, key_hash) = key.value();
+            let merged = self
+                .values
+                .get((key_hash, version))
+                .db("reading table state_values")?;
+            values += u64::from(merged.is_some());
+        }
+        let mut txs = 0;
+        for entry in self
+            .staged_tx_index
+            .iter()
+            .db("reading table staged_tx_index")?
+        {
+            let (_, value) = entry.db("reading table staged_tx_index")?;
+            let (id, _) = value.value();
+            let merged = self.tx_index.get(id).db("reading table tx_index")?;
+            txs += u64::from(merged.is_some());
+        }
+        Ok((values, txs))
+    }
+
+    /// Rows the staged heights `first ..= last` add to the merged tables.
+    pub(crate) fn staged_rows(&self, first: u64, last: u64) -> u64 {
+        self.staged.rows(first, last)
+    }
+
+    /// The value staged for `key_hash` at `version`, which the staged heights say was written.
+    fn staged_value(
+        &self,
+        version: u64,
+        key_hash: [u8; 32],
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let value = self
+            .staged_values
+            .get((version, key_hash))
+            .db("reading table staged_values")?
+            .ok_or_else(|| {
+                corrupt(
+                    name::STAGED_VALUES,
+                    format!("version {version}, key hash {}", hex::encode(key_hash)),
+                    "missing, though its height staged it",
+                )
+            })?;
+        Ok(value.value().map(<[u8]>::to_vec))
+    }
+
+    /// The value written for `key_hash` at exactly `version`, staged or merged; the outer
+    /// `None` if none was. For `verify-store`, which compares every write.
+    pub(crate) fn value_written_at(
+        &self,
+        version: u64,
+        key_hash: [u8; 32],
+    ) -> Result<Option<Option<Vec<u8>>>, StoreError> {
+        if version > self.merged_through {
+            let value = self
+                .staged_values
+                .get((version, key_hash))
+                .db("reading table staged_values")?;
+            return Ok(value.map(|guard| guard.value().map(<[u8]>::to_vec)));
+        }
+        let value = self
+            .values
+            .get((key_hash, version))
+            .db("reading table state_values")?;
+        Ok(value.map(|guard| guard.value().map(<[u8]>::to_vec)))
     }
 
     /// The stored hash of ledger-tree node (level, index).

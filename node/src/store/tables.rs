@@ -25,10 +25,32 @@ use serde::{Deserialize, Serialize};
 /// how far it got (`META_PRUNED_THROUGH`); a version-4 file pruned inside each commit, so it is
 /// pruned through [`prunable_through`] of its head, and [`super::Store::open`] upgrades it by
 /// writing that marker (an older build would never prune what a version-5 file left behind).
-pub const STORE_FORMAT_VERSION: u32 = 5;
+/// Version 6: a block's state values and tx-index rows are staged in tables keyed by height and
+/// merged into `state_values` and `tx_index` behind the commits (`META_MERGED_THROUGH`); a
+/// version-5 file has nothing staged, so it is upgraded by creating the staging tables and
+/// marking it merged through its head (an older build would not read what a version-6 file
+/// left staged).
+pub const STORE_FORMAT_VERSION: u32 = 6;
 
-/// The format before [`STORE_FORMAT_VERSION`], which [`super::Store::open`] upgrades in place.
-pub(crate) const STORE_FORMAT_UPGRADABLE: u32 = 4;
+/// The formats before [`STORE_FORMAT_VERSION`] that [`super::Store::open`] upgrades in place.
+pub(crate) const STORE_FORMATS_UPGRADABLE: [u32; 2] = [4, 5];
+
+/// Staged heights are merged into `state_values` and `tx_index` in batches of this many. A
+/// block's rows staged by height land on a few new pages, where the same rows keyed by hash
+/// dirtied a page each in tables larger than a block; a batch merged at once rewrites each page
+/// of those tables at most once for all its heights (docs/PERFORMANCE.md, "Staged indexes").
+pub const MERGE_BATCH_HEIGHTS: u64 = 16;
+
+/// The most staged rows one merge step inserts, in one write transaction. A batch is merged in
+/// steps by ranges of key hash, so each page of the merged tables is still rewritten by one
+/// step only, and a block's commit waits for one step, not a whole batch (as with
+/// [`PRUNE_STEP_NODES_MAX`]).
+pub const MERGE_STEP_ROWS_MAX: u64 = 16_384;
+
+/// The most heights left staged: a commit that finds this many merges the oldest batch itself
+/// before writing, so memory (the staged key hashes and tx locations the store keeps) stays
+/// bounded even if merging behind the commits falls behind.
+pub const STAGED_HEIGHTS_MAX: u64 = 4 * MERGE_BATCH_HEIGHTS;
 
 /// State-tree versions before the head whose nodes are always kept: after block `h` commits,
 /// the tree can be read at least at versions `h - STATE_VERSIONS_KEPT ..= h` (at least
@@ -101,10 +123,14 @@ pub mod name {
     pub const TX_INDEX: &str = "tx_index";
     /// Table `assets_by_owner`.
     pub const ASSETS_BY_OWNER: &str = "assets_by_owner";
+    /// Table `staged_values`.
+    pub const STAGED_VALUES: &str = "staged_values";
+    /// Table `staged_tx_index`.
+    pub const STAGED_TX_INDEX: &str = "staged_tx_index";
 }
 
 /// Store-wide records by name: format version, genesis, genesis hash, head height, pruned-through
-/// version.
+/// version, merged-through height.
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new(name::META);
 /// [`STORE_FORMAT_VERSION`] as 4 big-endian bytes.
 pub(crate) const META_FORMAT: &str = "format_version";
@@ -117,6 +143,11 @@ pub(crate) const META_HEAD: &str = "head_height";
 /// The newest state version whose replaced nodes are deleted, 8 big-endian bytes: a multiple of
 /// [`STATE_PRUNE_BATCH_VERSIONS`], at most [`prunable_through`] the head.
 pub(crate) const META_PRUNED_THROUGH: &str = "pruned_through";
+/// The newest height whose staged rows are merged into `state_values` and `tx_index`, 8
+/// big-endian bytes, at most the head; it moves by [`MERGE_BATCH_HEIGHTS`] (from the head a file
+/// of an older format had when it was upgraded). The staging tables hold exactly the heights
+/// after it.
+pub(crate) const META_MERGED_THROUGH: &str = "merged_through";
 
 /// Height → the block, canonical encoding.
 pub(crate) const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new(name::BLOCKS);
@@ -149,33 +180,50 @@ pub(crate) const LEDGER_NODES: TableDefinition<(u8, u64), &[u8]> =
 /// Transaction id (canonical digest) → (height, index in block, ledger index).
 pub(crate) const TX_INDEX: TableDefinition<&[u8], (u64, u32, u64)> =
     TableDefinition::new(name::TX_INDEX);
+/// State values of the heights after `META_MERGED_THROUGH`: (version, key hash) → value, `None`
+/// for a deletion. Version-major, so a block's values are appended together.
+pub(crate) const STAGED_VALUES: TableDefinition<(u64, [u8; 32]), Option<&[u8]>> =
+    TableDefinition::new(name::STAGED_VALUES);
+/// Tx-index rows of the heights after `META_MERGED_THROUGH`: (height, index in block) →
+/// (transaction id, canonical digest; ledger index). Height-major, so appended together.
+pub(crate) const STAGED_TX_INDEX: TableDefinition<(u64, u32), (&[u8], u64)> =
+    TableDefinition::new(name::STAGED_TX_INDEX);
 /// (owner party id, asset id), both canonical encodings → (). The party id's encoding starts
 /// with its length, so one owner's entries are one contiguous range.
 pub(crate) const ASSETS_BY_OWNER: TableDefinition<(&[u8], &[u8]), ()> =
     TableDefinition::new(name::ASSETS_BY_OWNER);
 
-/// Names of every table, for creating them all on a new store.
-pub(crate) fn create_all(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+/// Creates a table if the file lacks it.
+fn create<K: redb::Key + 'static, V: redb::Value + 'static>(
+    txn: &redb::WriteTransaction,
+    table: TableDefinition<K, V>,
+) -> Result<(), StoreError> {
     use super::error::DbContext;
-    fn open<K: redb::Key + 'static, V: redb::Value + 'static>(
-        txn: &redb::WriteTransaction,
-        table: TableDefinition<K, V>,
-    ) -> Result<(), StoreError> {
-        txn.open_table(table)
-            .map(drop)
-            .db(&format!("creating table {}", table.name()))
-    }
-    open(txn, META)?;
-    open(txn, BLOCKS)?;
-    open(txn, HEADERS)?;
-    open(txn, CERTIFICATES)?;
-    open(txn, VALIDATOR_CHANGES)?;
-    open(txn, STATE_NODES)?;
-    open(txn, STATE_VALUES)?;
-    open(txn, STATE_STALE)?;
-    open(txn, LEDGER_NODES)?;
-    open(txn, TX_INDEX)?;
-    open(txn, ASSETS_BY_OWNER)
+    txn.open_table(table)
+        .map(drop)
+        .db(&format!("creating table {}", table.name()))
+}
+
+/// Creates every table of a new store.
+pub(crate) fn create_all(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    create(txn, META)?;
+    create(txn, BLOCKS)?;
+    create(txn, HEADERS)?;
+    create(txn, CERTIFICATES)?;
+    create(txn, VALIDATOR_CHANGES)?;
+    create(txn, STATE_NODES)?;
+    create(txn, STATE_VALUES)?;
+    create(txn, STATE_STALE)?;
+    create(txn, LEDGER_NODES)?;
+    create(txn, TX_INDEX)?;
+    create(txn, ASSETS_BY_OWNER)?;
+    create_staging(txn)
+}
+
+/// Creates the staging tables (new in format 6, so also when upgrading an older file).
+pub(crate) fn create_staging(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    create(txn, STAGED_VALUES)?;
+    create(txn, STAGED_TX_INDEX)
 }
 
 /// Where a committed transaction is: its block, its position there, and its leaf in the
@@ -239,6 +287,18 @@ pub(crate) fn decode_node(bytes: &[u8], node_key: &NodeKey) -> Result<Node, Stor
 /// Big-endian bytes of a meta number, so the file is readable with any redb tool.
 pub(crate) fn meta_u64(value: u64) -> [u8; 8] {
     value.to_be_bytes()
+}
+
+/// Reads the stored format version (4 big-endian bytes).
+pub(crate) fn read_meta_format(bytes: &[u8]) -> Result<u32, StoreError> {
+    let array: [u8; 4] = bytes.try_into().map_err(|_| {
+        corrupt(
+            name::META,
+            META_FORMAT,
+            format!("{} bytes, expected 4", bytes.len()),
+        )
+    })?;
+    Ok(u32::from_be_bytes(array))
 }
 
 /// Reads a big-endian meta number.
