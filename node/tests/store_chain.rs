@@ -775,6 +775,48 @@ fn staged_rows_merge_in_steps_and_every_read_stays_the_chains() {
     assert_eq!(store.verify_chain().unwrap().heights_checked, head);
 }
 
+/// Snapshots taken while another thread commits and merges see exactly the transactions and
+/// values of their own head, however the commits and merges fall between reading the staged
+/// heights and beginning the read transaction.
+#[test]
+fn snapshots_taken_during_commits_and_merges_see_exactly_their_head() {
+    let chain = long_chain();
+    let (_dir, _path, store) = new_store(&chain);
+    let ledger_head = StateKey::LedgerHead.encode();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            for height in 1..=chain.height() {
+                commit_height(&store, &chain, height);
+                while store.merge_step(0, 12).unwrap().is_some() {}
+            }
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        let mut checked = 0;
+        while !done.load(std::sync::atomic::Ordering::SeqCst) || checked == 0 {
+            let snapshot = store.snapshot().unwrap();
+            let head = snapshot.head_height().unwrap();
+            for (height, block) in (1u64..).zip(&chain.blocks) {
+                for tx in &block.txs {
+                    let found = snapshot.tx_height(&tx.id()).unwrap();
+                    assert_eq!(found, (height <= head).then_some(height), "head {head}");
+                }
+            }
+            if head > 0 {
+                assert_eq!(
+                    snapshot.state(head).get(&ledger_head).unwrap(),
+                    StateTree::new(&chain.state_store, Some(head))
+                        .get(&ledger_head)
+                        .unwrap(),
+                    "head {head}"
+                );
+            }
+            checked += 1;
+        }
+    });
+    assert!(store.merged_through().unwrap() > 0);
+}
+
 /// Merging behind the commits should keep up, but if it does not, a commit that finds
 /// `STAGED_HEIGHTS_MAX` heights staged merges the oldest batch itself.
 #[test]
