@@ -317,25 +317,11 @@ impl Store {
             .db("reading table staged_tx_index")?
         {
             let (key, value) = entry.db("reading table staged_tx_index")?;
-            let (height, index_in_block) = key.value();
-            let (id, ledger_index) = value.value();
-            let id: TxId = tables::decode(
-                id,
-                name::STAGED_TX_INDEX,
-                format!("height {height}, index {index_in_block}"),
-                "tx id",
-            )?;
+            let (id, location) = tables::decode_staged_tx(key.value(), value.value())?;
             let staged = heights
-                .get_mut(&height)
-                .ok_or_else(|| outside(name::STAGED_TX_INDEX, height))?;
-            staged.txs.insert(
-                id,
-                TxLocation {
-                    height,
-                    index_in_block,
-                    ledger_index,
-                },
-            );
+                .get_mut(&location.height)
+                .ok_or_else(|| outside(name::STAGED_TX_INDEX, location.height))?;
+            staged.txs.insert(id, location);
         }
         drop(view);
         let set = heights
@@ -814,20 +800,8 @@ fn merge_key_range(
             .db("reading table staged_tx_index")?
         {
             let (key, value) = entry.db("reading table staged_tx_index")?;
-            let (height, index_in_block) = key.value();
-            let (id, ledger_index) = value.value();
-            let id: TxId = tables::decode(
-                id,
-                name::STAGED_TX_INDEX,
-                format!("height {height}, index {index_in_block}"),
-                "tx id",
-            )?;
+            let (id, location) = tables::decode_staged_tx(key.value(), value.value())?;
             if in_key_range(id.as_bytes(), range) {
-                let location = TxLocation {
-                    height,
-                    index_in_block,
-                    ledger_index,
-                };
                 txs.insert(id, location);
             }
         }

@@ -11,6 +11,7 @@ use jmt::storage::{Node, NodeKey};
 use ledger_core::block::BlockHeader;
 use ledger_core::crypto::Digest;
 use ledger_core::encoding;
+use ledger_core::tx::TxId;
 use redb::{TableDefinition, TableHandle};
 use serde::{Deserialize, Serialize};
 
@@ -287,6 +288,25 @@ pub(crate) fn decode_node(bytes: &[u8], node_key: &NodeKey) -> Result<Node, Stor
 /// Big-endian bytes of a meta number, so the file is readable with any redb tool.
 pub(crate) fn meta_u64(value: u64) -> [u8; 8] {
     value.to_be_bytes()
+}
+
+/// A `staged_tx_index` row as the transaction it indexes and where that is.
+pub(crate) fn decode_staged_tx(
+    (height, index_in_block): (u64, u32),
+    (id, ledger_index): (&[u8], u64),
+) -> Result<(TxId, TxLocation), StoreError> {
+    let id = decode(
+        id,
+        name::STAGED_TX_INDEX,
+        format!("height {height}, index {index_in_block}"),
+        "tx id",
+    )?;
+    let location = TxLocation {
+        height,
+        index_in_block,
+        ledger_index,
+    };
+    Ok((id, location))
 }
 
 /// Reads the stored format version (4 big-endian bytes).
