@@ -221,7 +221,7 @@ fn run_steps<S>(
                 let (work, finished) = measure(&done);
                 batch_work += work;
                 if let Some(through) = finished {
-                    let ms = u64::try_from(batch_started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                    let ms = crate::service::duration_ms(batch_started.elapsed());
                     log_batch(through, batch_work, ms);
                     batch_work = 0;
                     batch_started = Instant::now();

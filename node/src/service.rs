@@ -15,7 +15,7 @@ use ipledger_genesis::NodeConfig;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -25,6 +25,12 @@ pub fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .expect("the system clock is after 1970")
         .as_millis() as u64
+}
+
+/// A duration in whole milliseconds, as the node's logs report durations (`commit_ms`, a
+/// pruning batch's `ms`), saturating instead of wrapping.
+pub fn duration_ms(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// A node with its HTTP API.

@@ -1083,7 +1083,7 @@ impl ConsensusApp {
                 Ordering::Relaxed,
             );
         }
-        let commit_ms = u64::try_from(commit_time.as_millis()).unwrap_or(u64::MAX);
+        let commit_ms = crate::service::duration_ms(commit_time);
         self.pace
             .record_commit(commit_time, decided.block.txs.len());
         self.reports
@@ -1098,7 +1098,7 @@ impl ConsensusApp {
             mempool.remove_expired(height.0 + 1);
         }
         self.undecided.retain(|(h, _), _| *h > height);
-        let durable_ms = u64::try_from(times.durable.as_millis()).unwrap_or(u64::MAX);
+        let durable_ms = crate::service::duration_ms(times.durable);
         info!(%height, txs = tx_ids.len(), synced = undecided.synced, commit_ms, durable_ms, "committed");
         self.reports.sync.send_modify(|report| {
             report.syncing = undecided.synced;
