@@ -20,7 +20,7 @@ use ledger_core::state::{AssetRecord, Overlay, StateKey, TxIndexRead};
 use ledger_core::state_tree::StateTree;
 use ledger_core::testkit::{test_genesis, test_key, TestChain};
 use ledger_core::tx::{Action, GovernanceAction};
-use redb::{Database, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::time::Instant;
 use store_common::*;
 
@@ -952,6 +952,84 @@ fn pruning_in_steps_is_whole_at_every_step_and_ends_where_whole_batches_do() {
 type StaleIndex<'txn> = redb::Table<'txn, (u64, u64, &'static [u8]), ()>;
 const STATE_STALE: TableDefinition<(u64, u64, &[u8]), ()> =
     TableDefinition::new(table_names::STATE_STALE);
+
+/// The stale-index entries of versions `first ..= last` in the nodes' key order: (node
+/// version, path, stale since). Read with the store closed (redb opens a file once per
+/// process).
+fn stale_entries_in_node_order(
+    path: &std::path::Path,
+    first: u64,
+    last: u64,
+) -> Vec<(u64, Vec<u8>, u64)> {
+    let db = Database::open(path).unwrap();
+    let txn = db.begin_read().unwrap();
+    let stale = txn.open_table(STATE_STALE).unwrap();
+    let empty: &[u8] = &[];
+    let mut entries: Vec<(u64, Vec<u8>, u64)> = stale
+        .range((first, 0u64, empty)..(last + 1, 0u64, empty))
+        .unwrap()
+        .map(|entry| {
+            let (key, _) = entry.unwrap();
+            let (stale_since, node_version, path) = key.value();
+            (node_version, path.to_vec(), stale_since)
+        })
+        .collect();
+    entries.sort();
+    entries
+}
+
+/// A step deletes the batch's first nodes in `state_nodes`' key order, across all of the
+/// batch's stale versions: after every step, each node still waiting in the batch sorts after
+/// every node deleted from it. (So each step deletes one key range of `state_nodes`, and a page
+/// is rewritten by one step, not by each step that deletes one of its nodes.)
+#[test]
+fn pruning_steps_delete_the_batch_in_the_nodes_key_order() {
+    let chain = long_chain();
+    let (_dir, path, store) = new_store(&chain);
+    commit_all(&store, &chain);
+    let (first, last) = (1, STATE_PRUNE_BATCH_VERSIONS);
+    assert!(prunable_through(chain.height()) >= last);
+    drop(store);
+    let batch = stale_entries_in_node_order(&path, first, last);
+    let mut stale_versions: Vec<u64> = batch.iter().map(|entry| entry.2).collect();
+    stale_versions.sort_unstable();
+    stale_versions.dedup();
+    assert!(
+        stale_versions.len() > 2,
+        "the batch has nodes gone stale at several versions"
+    );
+    let step_nodes = 7;
+    let mut deleted_so_far = 0;
+    loop {
+        let store = Store::open(&path).unwrap();
+        let step = store
+            .prune_step(0, step_nodes)
+            .unwrap()
+            .expect("a batch is due");
+        assert_eq!(step.batch_through, last);
+        drop(store);
+        let left = stale_entries_in_node_order(&path, first, last);
+        deleted_so_far += step.nodes as usize;
+        assert_eq!(left.len(), batch.len() - deleted_so_far);
+        // The batch's entries in the nodes' key order: what is gone is a prefix.
+        assert_eq!(
+            left.as_slice(),
+            &batch[deleted_so_far..],
+            "after {deleted_so_far} of {} nodes, the ones left are the batch's last in key order",
+            batch.len()
+        );
+        if step.batch_done {
+            break;
+        }
+    }
+    assert_eq!(deleted_so_far, batch.len());
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.pruned_through().unwrap(), last);
+    assert_eq!(
+        store.verify_chain().unwrap().heights_checked,
+        chain.height()
+    );
+}
 
 /// In the batch after `pruned_through` (which a crash may leave pruned in part) a stale entry
 /// may be gone with its node, and only so; in later batches, neither may be.
