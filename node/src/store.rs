@@ -56,6 +56,7 @@
 mod error;
 mod head;
 mod index;
+mod key_filter;
 mod sizes;
 mod snapshot;
 mod staging;

@@ -17,6 +17,7 @@
 //! its redb view has staged ([`StagedHeights::covers`]), so a commit or a merge that lands while
 //! it is being taken cannot hide a row from it.
 
+use super::key_filter::KeyFilter;
 use super::tables::TxLocation;
 use ledger_core::tx::TxId;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -46,6 +47,10 @@ impl StagedHeight {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct StagedHeights {
     heights: BTreeMap<u64, Arc<StagedHeight>>,
+    /// Holds every staged height's value keys, so a read of a key none wrote skips the scan.
+    values_filter: Arc<KeyFilter>,
+    /// Holds every staged height's transaction ids, likewise for replay checks.
+    txs_filter: Arc<KeyFilter>,
 }
 
 impl StagedHeights {
@@ -53,9 +58,24 @@ impl StagedHeights {
     /// failed may have left, and dropping anything above it for the same reason.
     pub fn with(&self, height: u64, staged: StagedHeight) -> StagedHeights {
         let mut heights = self.heights.clone();
-        heights.split_off(&height);
-        heights.insert(height, Arc::new(staged));
-        StagedHeights { heights }
+        let replaced = heights.split_off(&height);
+        let staged = Arc::new(staged);
+        heights.insert(height, Arc::clone(&staged));
+        if !replaced.is_empty() {
+            return StagedHeights::from_heights(heights);
+        }
+        StagedHeights {
+            values_filter: with_keys(&self.values_filter, &heights, staged.values.iter(), |h| {
+                h.values.iter()
+            }),
+            txs_filter: with_keys(
+                &self.txs_filter,
+                &heights,
+                staged.txs.keys().map(TxId::as_bytes),
+                |h| h.txs.keys().map(TxId::as_bytes),
+            ),
+            heights,
+        }
     }
 
     /// This set without the heights at or below `merged_through`.
@@ -65,7 +85,16 @@ impl StagedHeights {
             .range(merged_through + 1..)
             .map(|(height, staged)| (*height, Arc::clone(staged)))
             .collect();
-        StagedHeights { heights }
+        StagedHeights::from_heights(heights)
+    }
+
+    /// The set of `heights`, its filters built anew.
+    fn from_heights(heights: BTreeMap<u64, Arc<StagedHeight>>) -> StagedHeights {
+        StagedHeights {
+            values_filter: Arc::new(filter_of(&heights, |h| h.values.iter())),
+            txs_filter: Arc::new(filter_of(&heights, |h| h.txs.keys().map(TxId::as_bytes))),
+            heights,
+        }
     }
 
     /// How many heights are staged.
@@ -86,7 +115,7 @@ impl StagedHeights {
         top: u64,
         key_hash: &[u8; 32],
     ) -> Option<u64> {
-        if top <= merged_through {
+        if top <= merged_through || !self.values_filter.may_contain(key_hash) {
             return None;
         }
         self.heights
@@ -98,7 +127,7 @@ impl StagedHeights {
 
     /// Where `id` is, if a staged height in `merged_through + 1 ..= head` committed it.
     pub fn tx_location(&self, merged_through: u64, head: u64, id: &TxId) -> Option<TxLocation> {
-        if head <= merged_through {
+        if head <= merged_through || !self.txs_filter.may_contain(id.as_bytes()) {
             return None;
         }
         self.heights
@@ -113,6 +142,43 @@ impl StagedHeights {
             .map(|(_, staged)| staged.rows())
             .sum()
     }
+}
+
+/// A filter of the keys `keys_of` gives for every height of `heights`.
+fn filter_of<'a, K>(
+    heights: &'a BTreeMap<u64, Arc<StagedHeight>>,
+    keys_of: impl Fn(&'a StagedHeight) -> K,
+) -> KeyFilter
+where
+    K: Iterator<Item = &'a [u8; 32]>,
+{
+    let count = heights.values().map(|h| keys_of(h).count()).sum();
+    let mut filter = KeyFilter::with_capacity(count);
+    for key in heights.values().flat_map(|h| keys_of(h)) {
+        filter.insert(key);
+    }
+    filter
+}
+
+/// `filter` with the keys `added` (those of the height just staged, already in `heights`), or a
+/// filter built anew from `heights` if it has no room for them.
+fn with_keys<'a, K>(
+    filter: &KeyFilter,
+    heights: &'a BTreeMap<u64, Arc<StagedHeight>>,
+    added: impl ExactSizeIterator<Item = &'a [u8; 32]>,
+    keys_of: impl Fn(&'a StagedHeight) -> K,
+) -> Arc<KeyFilter>
+where
+    K: Iterator<Item = &'a [u8; 32]>,
+{
+    if !filter.has_room_for(added.len()) {
+        return Arc::new(filter_of(heights, keys_of));
+    }
+    let mut filter = filter.clone();
+    for key in added {
+        filter.insert(key);
+    }
+    Arc::new(filter)
 }
 
 /// The merge of one batch in progress: into how many key ranges it is cut and which is next.
@@ -188,6 +254,88 @@ mod tests {
         assert_eq!(ranges_for(0, 100), 1);
         assert_eq!(ranges_for(100, 100), 1);
         assert_eq!(ranges_for(101, 100), 2);
+    }
+
+    proptest::proptest! {
+        /// The filters never hide a staged key: through any sequence of commits, commits
+        /// again of a height (after a failed one) and merges, every read answers what a scan of
+        /// the heights answers.
+        #[test]
+        fn reads_with_the_filters_answer_what_a_scan_answers(
+            steps in proptest::collection::vec(
+                (0u8..4, proptest::collection::vec(0u8..40, 0..30)), 1..40)
+        ) {
+            let key = |n: u8| *Digest::sha256(&[n]).as_bytes();
+            let id = |n: u8| Digest::sha256(&[n, 1]);
+            let mut set = StagedHeights::default();
+            let (mut merged_through, mut head) = (0u64, 0u64);
+            for (kind, keys) in steps {
+                match kind {
+                    // A merge of the oldest half.
+                    0 if head > merged_through => {
+                        merged_through += (head - merged_through).div_ceil(2);
+                        set = set.merged(merged_through);
+                    }
+                    // A commit again of the head height, replacing what a failed one left.
+                    1 if head > merged_through => head -= 1,
+                    _ => {}
+                }
+                head += 1;
+                let values: Vec<[u8; 32]> = keys.iter().map(|n| key(*n)).collect();
+                let txs: Vec<(TxId, TxLocation)> = keys
+                    .iter()
+                    .map(|n| (id(*n), TxLocation { height: head, index_in_block: 0, ledger_index: 0 }))
+                    .collect();
+                set = set.with(head, height_with(&values, &txs));
+                proptest::prop_assert!(set.covers(merged_through, head));
+                for n in 0..40 {
+                    for top in merged_through..=head {
+                        let scanned = set
+                            .heights
+                            .range(merged_through + 1..top + 1)
+                            .rev()
+                            .find(|(_, h)| h.values.contains(&key(n)))
+                            .map(|(height, _)| *height);
+                        proptest::prop_assert_eq!(
+                            set.newest_value_height(merged_through, top, &key(n)),
+                            scanned
+                        );
+                        let scanned = set
+                            .heights
+                            .range(merged_through + 1..top + 1)
+                            .find_map(|(_, h)| h.txs.get(&id(n)).copied());
+                        proptest::prop_assert_eq!(
+                            set.tx_location(merged_through, top, &id(n)),
+                            scanned
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Heights with more keys than the filters were built for: each commit past the capacity
+    /// builds them anew, and every key stays found.
+    #[test]
+    fn filters_grow_with_the_staged_keys() {
+        let key = |n: u32| *Digest::sha256(&n.to_le_bytes()).as_bytes();
+        let per_height = 20_000;
+        let mut set = StagedHeights::default();
+        for height in 1..=3 {
+            let keys: Vec<[u8; 32]> = (0..per_height)
+                .map(|n| key(height * per_height + n))
+                .collect();
+            set = set.with(u64::from(height), height_with(&keys, &[]));
+        }
+        for height in 1..=3 {
+            for n in 0..per_height {
+                assert_eq!(
+                    set.newest_value_height(0, 3, &key(height * per_height + n)),
+                    Some(u64::from(height))
+                );
+            }
+        }
+        assert_eq!(set.newest_value_height(0, 3, &key(0)), None);
     }
 
     #[test]
