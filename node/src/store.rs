@@ -140,9 +140,10 @@ pub struct Store {
 impl Store {
     /// Opens or creates the store at `path` (a file). On an existing store: runs redb's integrity
     /// check, which reads every page to verify its checksum, so that a damaged file is an error
-    /// rather than a panic (it takes time in proportion to the file: 45–97 s for 12–14 GB on the
-    /// measured machine, docs/RELIABILITY.md), then verifies the head: the head block decodes, its hash matches the stored hash,
-    /// its certificate is stored and certifies it (under the validator set the state at the
+    /// rather than a panic (it takes time in proportion to the file, minutes for a ledger of 10
+    /// million transactions whose file the system has not cached: docs/RELIABILITY.md), then
+    /// verifies the head: the head block decodes, its hash matches the stored hash, its
+    /// certificate is stored and certifies it (under the validator set the state at the
     /// head schedules for it), the state tree's root at the head version equals
     /// `header.state_root`, and the ledger-tree frontier in state has `header.ledger_root` and
     /// `header.ledger_size` (and agrees with the stored ledger nodes), and `pruned_through` is a
@@ -934,8 +935,8 @@ fn write_meta_format(
 /// Why the nodes' key order: it makes each step delete one key range of `state_nodes`, so a
 /// page is rewritten by one step of the batch. The stale index's own order (by the version
 /// that replaced a node) spreads one page's deletions over every step of the batch; on a
-/// ledger of 10 million transactions that wrote 28 % more bytes and took 1.5 times as long per node
-/// (docs/PERFORMANCE.md). Within one stale version the index is in the nodes' key order, so
+/// ledger of 10 million transactions that wrote 28 % more bytes and took 1.5 times as long per
+/// node (docs/PERFORMANCE.md). Within one stale version the index is in the nodes' key order, so
 /// what a step takes of each version is a prefix of its entries, and a batch pruned in part
 /// still holds every node with its entry. Holds at most `2 * nodes_max` entries in memory.
 fn prune_state_nodes(

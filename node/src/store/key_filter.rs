@@ -47,6 +47,8 @@ impl KeyFilter {
         let blocks = (capacity * BITS_PER_KEY)
             .div_ceil(BLOCK_BITS)
             .next_power_of_two();
+        // `position` masks a key's first word into a block index.
+        assert!(blocks.is_power_of_two());
         KeyFilter {
             blocks: vec![[0; BLOCK_BITS / 64]; blocks],
             keys: 0,
@@ -59,6 +61,7 @@ impl KeyFilter {
         self.keys.saturating_add(more) <= self.capacity
     }
 
+    /// Sets the key's bits; `may_contain` answers true for it from then on.
     pub fn insert(&mut self, key: &[u8; 32]) {
         let (block, bits) = self.position(key);
         let block = &mut self.blocks[block];
@@ -79,7 +82,6 @@ impl KeyFilter {
     /// The key's block (from its first 8 bytes) and its bits in it (9 bits each from the next
     /// 8 bytes).
     fn position(&self, key: &[u8; 32]) -> (usize, [usize; BITS_PER_KEY_SET]) {
-        assert!(self.blocks.len().is_power_of_two());
         let word = |at: usize| u64::from_le_bytes(key[at..at + 8].try_into().expect("8 bytes"));
         let block = (word(0) & (self.blocks.len() as u64 - 1)) as usize;
         let mut bits_word = word(8);

@@ -39,6 +39,16 @@ impl StagedHeight {
     fn rows(&self) -> u64 {
         (self.values.len() + self.txs.len()) as u64
     }
+
+    /// The key hashes of its values, as [`StagedHeights`]' values filter holds them.
+    fn value_keys(&self) -> impl ExactSizeIterator<Item = &[u8; 32]> {
+        self.values.iter()
+    }
+
+    /// Its transaction ids, as [`StagedHeights`]' transactions filter holds them.
+    fn tx_keys(&self) -> impl ExactSizeIterator<Item = &[u8; 32]> {
+        self.txs.keys().map(TxId::as_bytes)
+    }
 }
 
 /// The staged heights, immutable once shared: a commit or a merge replaces the store's set with
@@ -65,15 +75,13 @@ impl StagedHeights {
             return StagedHeights::from_heights(heights);
         }
         StagedHeights {
-            values_filter: with_keys(&self.values_filter, &heights, staged.values.iter(), |h| {
-                h.values.iter()
-            }),
-            txs_filter: with_keys(
-                &self.txs_filter,
+            values_filter: with_keys(
+                &self.values_filter,
                 &heights,
-                staged.txs.keys().map(TxId::as_bytes),
-                |h| h.txs.keys().map(TxId::as_bytes),
+                &staged,
+                StagedHeight::value_keys,
             ),
+            txs_filter: with_keys(&self.txs_filter, &heights, &staged, StagedHeight::tx_keys),
             heights,
         }
     }
@@ -91,8 +99,8 @@ impl StagedHeights {
     /// The set of `heights`, its filters built anew.
     fn from_heights(heights: BTreeMap<u64, Arc<StagedHeight>>) -> StagedHeights {
         StagedHeights {
-            values_filter: Arc::new(filter_of(&heights, |h| h.values.iter())),
-            txs_filter: Arc::new(filter_of(&heights, |h| h.txs.keys().map(TxId::as_bytes))),
+            values_filter: Arc::new(filter_of(&heights, StagedHeight::value_keys)),
+            txs_filter: Arc::new(filter_of(&heights, StagedHeight::tx_keys)),
             heights,
         }
     }
@@ -150,9 +158,9 @@ fn filter_of<'a, K>(
     keys_of: impl Fn(&'a StagedHeight) -> K,
 ) -> KeyFilter
 where
-    K: Iterator<Item = &'a [u8; 32]>,
+    K: ExactSizeIterator<Item = &'a [u8; 32]>,
 {
-    let count = heights.values().map(|h| keys_of(h).count()).sum();
+    let count = heights.values().map(|h| keys_of(h).len()).sum();
     let mut filter = KeyFilter::with_capacity(count);
     for key in heights.values().flat_map(|h| keys_of(h)) {
         filter.insert(key);
@@ -160,22 +168,22 @@ where
     filter
 }
 
-/// `filter` with the keys `added` (those of the height just staged, already in `heights`), or a
+/// `filter` with the keys of `added`, the height just staged (already in `heights`), or a
 /// filter built anew from `heights` if it has no room for them.
 fn with_keys<'a, K>(
     filter: &KeyFilter,
     heights: &'a BTreeMap<u64, Arc<StagedHeight>>,
-    added: impl ExactSizeIterator<Item = &'a [u8; 32]>,
+    added: &'a StagedHeight,
     keys_of: impl Fn(&'a StagedHeight) -> K,
 ) -> Arc<KeyFilter>
 where
-    K: Iterator<Item = &'a [u8; 32]>,
+    K: ExactSizeIterator<Item = &'a [u8; 32]>,
 {
-    if !filter.has_room_for(added.len()) {
+    if !filter.has_room_for(keys_of(added).len()) {
         return Arc::new(filter_of(heights, keys_of));
     }
     let mut filter = filter.clone();
-    for key in added {
+    for key in keys_of(added) {
         filter.insert(key);
     }
     Arc::new(filter)
@@ -336,6 +344,10 @@ mod tests {
             }
         }
         assert_eq!(set.newest_value_height(0, 3, &key(0)), None);
+        assert!(
+            set.values_filter.has_room_for(0),
+            "the filter grew to hold every staged key"
+        );
     }
 
     #[test]
